@@ -1,0 +1,19 @@
+# wakd workflow: wiring only. Rules live in workflow/rules/, experiments in config/config.yaml,
+# machines (SLURM) in profiles. Default target: the embedded synthetic city, end to end.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/evaluate.smk"
+
+
+rule all:
+    input:
+        default_targets(),
+    default_target: True

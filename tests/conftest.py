@@ -1,0 +1,93 @@
+"""Shared fixtures: small files in the real dataset layouts, written here with scipy and PIL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+from PIL import Image
+
+PITTS_ORDER = ("whichSet", "dbImageFns", "utmDb", "qImageFns", "utmQ", "numImages", "numQueries",
+               "posDistThr", "posDistSqThr", "nonTrivPosDistSqThr")
+TOKYOTM_ORDER = ("whichSet", "dbImageFns", "utmDb", "dbTimeStamp", "qImageFns", "utmQ", "qTimeStamp",
+                 "numImages", "numQueries", "posDistThr", "posDistSqThr", "nonTrivPosDistSqThr")
+
+
+def cell(strings):
+    """A MATLAB N x 1 cell array of char rows, as scipy.io.savemat writes it."""
+    arr = np.empty((len(strings), 1), dtype=object)
+    for i, s in enumerate(strings):
+        arr[i, 0] = s
+    return arr
+
+
+def write_db_struct(path: Path, values: dict, order=PITTS_ORDER, names=None) -> Path:
+    """Write ``dbStruct`` like the MATLAB originals: a 1x1 struct, cells N x 1, utm 2 x N."""
+    names = names or order
+    struct = np.empty((1, 1), dtype=[(n, object) for n in names])
+    for name, key in zip(names, order):
+        v = values[key]
+        if key.endswith("ImageFns"):
+            v = cell(v)
+        elif key.startswith("utm"):
+            v = np.asarray(v, dtype=np.float64).reshape(-1, 2).T
+        elif key.endswith("TimeStamp"):
+            v = np.asarray(v, dtype=np.float64).reshape(1, -1)
+        elif key != "whichSet":
+            v = np.array([[float(v)]])
+        struct[0, 0][name] = v
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(path, {"dbStruct": struct})
+    return path
+
+
+def write_image(path: Path, value: int = 128, size=(16, 12)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((size[1], size[0], 3), value, dtype=np.uint8)).save(path)
+
+
+def pitts_values(split="test"):
+    """Two panoramas (2 yaws each) 100 m apart and three queries: near pano 0, near pano 1, far."""
+    db = ["000/000000_pitch1_yaw1.jpg", "000/000000_pitch1_yaw2.jpg",
+          "000/000001_pitch1_yaw1.jpg", "000/000001_pitch1_yaw2.jpg"]
+    utm_db = [[585000.0, 4477000.0]] * 2 + [[585100.0, 4477000.0]] * 2
+    q = ["000/000000_pitch1_yaw3.jpg", "000/000001_pitch1_yaw4.jpg", "000/000002_pitch1_yaw1.jpg"]
+    utm_q = [[585008.0, 4477000.0], [585100.0, 4477020.0], [585500.0, 4477500.0]]
+    return {"whichSet": split, "dbImageFns": db, "utmDb": utm_db, "qImageFns": q, "utmQ": utm_q,
+            "numImages": len(db), "numQueries": len(q), "posDistThr": 25, "posDistSqThr": 625,
+            "nonTrivPosDistSqThr": 100}
+
+
+def make_pitts_root(root: Path, scale="30k", split="test", values=None, layout="openibl") -> Path:
+    """A data root holding one Pittsburgh split in the OpenIBL layout (or the original one)."""
+    values = values or pitts_values(split)
+    if layout == "openibl":
+        base = root / "pitts" / "raw"
+        mat, db_dir, q_dir = base / f"pitts{scale}_{split}.mat", base / "Pittsburgh/images", base / "Pittsburgh/queries"
+    else:
+        mat, db_dir, q_dir = (root / "Pittsburgh/datasets" / f"pitts{scale}_{split}.mat", root / "Pittsburgh",
+                              root / "Pittsburgh/queries_real")
+    write_db_struct(mat, values)
+    for folder, names in ((db_dir, values["dbImageFns"]), (q_dir, values["qImageFns"])):
+        for p in names:
+            if ".." not in p:  # never write outside the test folder
+                write_image(folder / p)
+    return root
+
+
+@pytest.fixture
+def pitts_root(tmp_path):
+    return make_pitts_root(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def tiny_city(tmp_path_factory):
+    """The ``tiny`` synthetic city, rendered once per test session."""
+    from wakd.synth.generate import generate
+
+    out = tmp_path_factory.mktemp("synth") / "tiny"
+    generate(out, preset="tiny", seed=0, workers=min(2, os.cpu_count() or 1))
+    return out

@@ -1,0 +1,46 @@
+"""pyproject.toml and environment.yml describe the same environment; the quick start is runnable."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _name(req: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", req.strip(), maxsplit=1)[0].lower()
+
+
+def _reqs(reqs):
+    return {_name(r): r.replace(" ", "") for r in reqs}
+
+
+def test_environment_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    env_reqs = _reqs(r for r in pip_section if not r.startswith("-e"))
+    wanted = _reqs(project["dependencies"] + project["optional-dependencies"]["test"])
+    assert env_reqs == wanted
+    assert "-e ." in pip_section
+    python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python"))
+    assert python == "python=3.11"
+
+
+def test_runtime_dependencies_cover_the_field():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = set(_reqs(project["dependencies"]))
+    assert {"torch", "torchvision", "faiss-cpu", "h5py", "scipy", "pandas", "matplotlib", "snakemake",
+            "tqdm"} <= names
+    assert _name(project["optional-dependencies"]["gpu"][0]) == "faiss-gpu"
+    assert project["scripts"]["wakd"] == "wakd.cli:main"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci/run").read_text()
+    match = re.search(r"^TEST_COMMAND='(.+)'$", ci, re.M)
+    assert match, ".ci/run must define TEST_COMMAND"
+    assert f"\n{match.group(1)}\n" in readme

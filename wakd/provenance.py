@@ -1,0 +1,64 @@
+"""Provenance: what produced an output (config, seed, package versions, git commit, command line)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from wakd.utils import atomic_path
+
+PACKAGES = ("wakd", "torch", "torchvision", "faiss-cpu", "faiss-gpu", "numpy", "scipy", "h5py",
+            "pandas", "matplotlib", "pillow", "snakemake")
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that can change results (absent ones are skipped)."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def git_commit(repo: str | os.PathLike | None = None) -> str | None:
+    """The git commit of ``repo`` (default: the wakd source tree), with ``-dirty`` if modified."""
+    repo = Path(repo) if repo is not None else Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
+def run_info(config: dict[str, Any], seed: int | None) -> dict[str, Any]:
+    """The provenance record of one run."""
+    return {
+        "command": sys.argv,
+        "config": config,
+        "seed": seed,
+        "git_commit": git_commit(),
+        "packages": package_versions(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def write_run_info(path: str | os.PathLike, config: dict[str, Any], seed: int | None) -> dict[str, Any]:
+    """Write the provenance record as JSON at ``path`` (atomically) and return it."""
+    info = run_info(config, seed)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
+    return info

@@ -1,0 +1,97 @@
+"""Simple global descriptors, used to check that the synthetic city is a real retrieval problem
+(and as the floor that learned models must beat; see ``bench/bench_synth.py``).
+
+* ``thumbnail``: the grey image shrunk to 12x16, zero-mean, L2-normalised (normalised
+  cross-correlation of tiny images, the classic "tiny image" baseline).
+* ``histogram``: a joint RGB colour histogram (4x4x4 bins), square-rooted and L2-normalised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from wakd.data.base import PlaceDataset
+from wakd.data.images import load_image
+from wakd.evaluate import RECALL_VALUES, knn_search, recall_at_n
+
+THUMB_SIZE = (16, 12)  # PIL (width, height)
+
+
+def thumbnail_descriptor(img: Image.Image) -> np.ndarray:
+    small = np.asarray(img.convert("L").resize(THUMB_SIZE, Image.BILINEAR), dtype=np.float32).ravel()
+    small -= small.mean()
+    return small / (np.linalg.norm(small) + 1e-6)
+
+
+def histogram_descriptor(img: Image.Image, bins: int = 4) -> np.ndarray:
+    q = (np.asarray(img, dtype=np.int64) * bins) // 256
+    idx = (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
+    h = np.sqrt(np.bincount(idx.ravel(), minlength=bins ** 3).astype(np.float32))
+    return h / (np.linalg.norm(h) + 1e-6)
+
+
+DESCRIPTORS = {"thumbnail": thumbnail_descriptor, "histogram": histogram_descriptor}
+
+
+def describe(paths: Sequence[str], method: str = "thumbnail") -> np.ndarray:
+    """``[len(paths), D]`` descriptors of the images at ``paths``."""
+    fn = DESCRIPTORS[method]
+    return np.stack([fn(load_image(p)) for p in paths])
+
+
+def baseline_recalls(ds: PlaceDataset, method: str = "thumbnail", ns: tuple[int, ...] = RECALL_VALUES,
+                     max_yaw_diff: float | None = None) -> dict[str, dict[int, float]]:
+    """Recall@N of a simple descriptor, overall and per query condition.
+
+    Returns:
+        ``{"all": {N: r}, "day": {...}, ...}`` (conditions only when the dataset records them).
+    """
+    db = describe(ds.db_paths, method)
+    q = describe(ds.q_paths, method)
+    _, pred = knn_search(db, q, max(ns))
+    pos = ds.positives(max_yaw_diff=max_yaw_diff)
+    out = {"all": recall_at_n(pred, pos, ns)}
+    if ds.q_conditions is not None:
+        conds = np.asarray(ds.q_conditions)
+        for c in sorted(set(ds.q_conditions)):
+            sel = np.flatnonzero(conds == c)
+            out[c] = recall_at_n(pred[sel], [pos[i] for i in sel], ns)
+    return out
+
+
+def chance_recall(ds: PlaceDataset, n: int = 1, max_yaw_diff: float | None = None) -> float:
+    """Expected Recall@n of random predictions (without replacement)."""
+    pos = ds.positives(max_yaw_diff=max_yaw_diff)
+    N = ds.num_db
+    miss = [np.prod([(N - len(p) - i) / (N - i) for i in range(n)]) for p in pos]
+    return float(1 - np.mean(miss))
+
+
+def baseline_table(ds: PlaceDataset, methods: tuple[str, ...] = ("thumbnail", "histogram"),
+                   ns: tuple[int, ...] = RECALL_VALUES) -> pd.DataFrame:
+    """Tidy recall table: one row per (model, dataset, rule, condition), columns ``R@N`` and ``queries``.
+
+    The ``rule`` column is ``25m`` (the Pittsburgh protocol) and, where image yaws are known,
+    ``25m+yaw45`` (the view-aware rule: also within 45 degrees of heading).
+    """
+    rules = [("25m", None)] + ([("25m+yaw45", 45.0)] if ds.q_yaw is not None and ds.db_yaw is not None else [])
+    conds = np.asarray(ds.q_conditions) if ds.q_conditions is not None else None
+    rows = []
+    chance_done = set()
+    for method in methods:
+        for rule, yaw in rules:
+            rec = baseline_recalls(ds, method, ns, max_yaw_diff=yaw)
+            for cond, r in rec.items():
+                n_q = ds.num_queries if cond == "all" else int((conds == cond).sum())
+                rows.append({"model": method, "dataset": ds.name, "split": ds.split, "rule": rule,
+                             "condition": cond, **{f"R@{n}": r[n] for n in ns}, "queries": n_q})
+            if rule not in chance_done:
+                chance_done.add(rule)
+                rows.append({"model": "chance", "dataset": ds.name, "split": ds.split, "rule": rule,
+                             "condition": "all", **{f"R@{n}": chance_recall(ds, n, yaw) for n in ns},
+                             "queries": ds.num_queries})
+    return pd.DataFrame(rows)
