@@ -59,6 +59,72 @@ def _cmd_synth_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _arch_kwargs(args: argparse.Namespace) -> dict:
+    return {"last_layer": args.last_layer} if args.arch.startswith("resnet") else {}
+
+
+def _size(args: argparse.Namespace):
+    from wakd.synth.generate import parse_size
+
+    return parse_size(args.size) if args.size else None
+
+
+def _cmd_cluster(args: argparse.Namespace) -> int:
+    from wakd.cluster import run_cluster
+
+    run_cluster(args.arch, args.dataset, args.root, args.out, split=args.split, num_clusters=args.num_clusters,
+                num_images=args.num_images, per_image=args.per_image, weights=args.weights, seed=args.seed,
+                device=args.device, batch_size=args.batch_size, workers=args.workers, precision=args.precision,
+                size=_size(args), arch_kwargs=_arch_kwargs(args))
+    return 0
+
+
+def _cmd_pca(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from wakd.data import load_dataset
+    from wakd.device import resolve_device
+    from wakd.models.build import build_embednet
+    from wakd.pca import run_pca
+    from wakd.utils import seed_everything
+
+    seed_everything(args.seed)
+    model = build_embednet(args.arch, args.num_clusters, clusters=args.clusters, weights=args.weights,
+                           checkpoint=args.checkpoint, **_arch_kwargs(args))
+    ds = load_dataset(args.dataset, args.split, args.root)
+    rng = np.random.default_rng(args.seed)
+    pool = ds.db_paths + ds.q_paths
+    n = min(args.num_images, len(pool))
+    paths = [pool[i] for i in np.sort(rng.choice(len(pool), n, replace=False))]
+    run_pca(model, paths, args.out, args.dim, resolve_device(args.device), batch_size=args.batch_size,
+            workers=args.workers, precision=args.precision, size=_size(args))
+    return 0
+
+
+def _model_options(p: argparse.ArgumentParser, with_clusters: bool) -> None:
+    from wakd.models import BACKBONE_NAMES
+
+    p.add_argument("--arch", required=True, choices=BACKBONE_NAMES, help="backbone")
+    p.add_argument("--last-layer", type=int, default=3, choices=[3, 4], help="resnet*: cut after layer3 or layer4")
+    p.add_argument("--weights", help="local pretrained backbone weights (torchvision .pth or OpenIBL .pth.tar); "
+                                     "without it the backbone starts from random initialisation")
+    if with_clusters:
+        p.add_argument("--num-clusters", type=int, default=64, help="NetVLAD K (default 64)")
+        p.add_argument("--clusters", help="*_desc_cen.hdf5 from 'wakd cluster' to initialise NetVLAD")
+        p.add_argument("--checkpoint", help="full-model checkpoint (wakd or OpenIBL)")
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
+                   help="bf16 autocast or fp32 (always channels_last); auto (default): bf16 on CUDA and on "
+                        "CPUs with AMX/AVX512-BF16, fp32 elsewhere")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--workers", type=int, default=2, help="data-loader worker processes")
+    p.add_argument("--size", help="resize images to HxW (default: keep)")
+    p.add_argument("--seed", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from wakd.data import DEFAULT_DATA_ROOT, list_datasets
     from wakd.synth.presets import PRESETS
@@ -116,6 +182,39 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--workers", type=int, default=None, help="render processes (default: all CPU cores)")
     synth.add_argument("--overwrite", action="store_true", help="replace an existing city in OUT")
     synth.set_defaults(func=_cmd_synth)
+
+    clu = sub.add_parser(
+        "cluster", help="k-means centres of local conv features (NetVLAD initialisation)",
+        description="Sample local descriptors from the backbone's conv feature map on random training images, "
+                    "run faiss k-means and write an HDF5 with datasets 'descriptors' [n x D] and "
+                    "'centroids' [K x D] (the reference *_desc_cen.hdf5 layout).",
+    )
+    _model_options(clu, with_clusters=False)
+    clu.add_argument("--dataset", required=True, choices=list_datasets())
+    clu.add_argument("--root", default=DEFAULT_DATA_ROOT)
+    clu.add_argument("--split", default="train")
+    clu.add_argument("--num-clusters", type=int, default=64)
+    clu.add_argument("--num-images", type=int, default=500, help="training images sampled (default 500)")
+    clu.add_argument("--per-image", type=int, default=100, help="locations sampled per image (default 100)")
+    clu.add_argument("--out", required=True, help="HDF5 file to write")
+    _run_options(clu)
+    clu.set_defaults(func=_cmd_cluster)
+
+    pca = sub.add_parser(
+        "pca", help="fit PCA whitening of the global descriptors",
+        description="Describe up to --num-images training images with backbone + NetVLAD and fit PCA whitening "
+                    "(dual Gram form when dim > n) keeping --dim components; writes HDF5 (mean, components, "
+                    "variances).",
+    )
+    _model_options(pca, with_clusters=True)
+    pca.add_argument("--dataset", required=True, choices=list_datasets())
+    pca.add_argument("--root", default=DEFAULT_DATA_ROOT)
+    pca.add_argument("--split", default="train")
+    pca.add_argument("--num-images", type=int, default=10000)
+    pca.add_argument("--dim", type=int, default=4096, help="components kept (default 4096)")
+    pca.add_argument("--out", required=True, help="HDF5 file to write")
+    _run_options(pca)
+    pca.set_defaults(func=_cmd_pca)
 
     prev = sub.add_parser(
         "synth-preview", help="contact sheet of a synthetic city",

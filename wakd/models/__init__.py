@@ -1,0 +1,8 @@
+"""Models: backbone registry (:mod:`.backbones`), NetVLAD and EmbedNet (:mod:`.netvlad`), safe weight
+loading (:mod:`.weights`), building a full network from files (:mod:`.build`).
+
+This package file imports nothing heavy, so ``wakd --help`` stays fast; ``BACKBONE_NAMES`` mirrors
+the registry (a test checks they agree).
+"""
+
+BACKBONE_NAMES = ("mobilenetv3_large", "mobilenetv3_small", "resnet152", "resnet18", "resnet50", "vgg16")

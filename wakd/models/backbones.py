@@ -1,0 +1,156 @@
+"""Backbone registry: convolutional trunks that turn an image into a local-feature map.
+
+``create_model(name, **kw)`` builds a registered backbone; ``list_models()`` names them. Every
+backbone reports ``out_channels`` and ``stride`` and keeps torchvision's module names, so a
+torchvision state dict loads into it directly (see :mod:`wakd.models.weights`). Nothing is ever
+downloaded: models start from random initialisation unless a local weights file is given.
+
+Registered: ``vgg16`` (conv5_3 before its ReLU, stride 16, conv1-conv4 frozen by default),
+``mobilenetv3_large`` / ``mobilenetv3_small`` (all layers trainable, a 1x1 conv + BN + hardswish
+projection to 512 channels), ``resnet18`` / ``resnet50`` / ``resnet152`` (cut after ``layer3``
+(default) or ``layer4``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torchvision import models as tvm
+
+from wakd.utils import WakdError
+
+_REGISTRY: dict[str, Callable[..., Backbone]] = {}
+
+
+class Backbone(nn.Module):
+    """A feature extractor with known output channels and stride.
+
+    Attributes:
+        name: registry name.
+        out_channels: channels of the output feature map.
+        stride: input pixels per feature-map cell.
+    """
+
+    def __init__(self, name: str, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.name, self.out_channels, self.stride = name, out_channels, stride
+
+    def freeze(self, prefixes: tuple[str, ...]) -> None:
+        """Stop gradients to parameters whose names start with any of ``prefixes``."""
+        for pname, p in self.named_parameters():
+            if pname.startswith(prefixes):
+                p.requires_grad_(False)
+
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def register_model(name: str) -> Callable:
+    """Decorator adding a backbone factory to the registry under ``name``."""
+
+    def wrap(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
+        _REGISTRY[name] = fn
+        return fn
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`create_model`."""
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, **kwargs) -> Backbone:
+    """Build a registered backbone (random initialisation).
+
+    Raises:
+        WakdError: unknown name (the valid ones are listed) or a bad option.
+    """
+    if name not in _REGISTRY:
+        raise WakdError(f"Unknown model ({name}); expected one of {', '.join(list_models())}")
+    try:
+        return _REGISTRY[name](**kwargs)
+    except TypeError as exc:
+        raise WakdError(f"model {name}: {exc}") from None
+
+
+class _Sequential(Backbone):
+    """``features`` (torchvision names) followed by an optional ``proj``."""
+
+    def __init__(self, name: str, features: nn.Module, out_channels: int, stride: int,
+                 proj: nn.Module | None = None) -> None:
+        super().__init__(name, out_channels, stride)
+        self.features = features
+        self.proj = proj
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        return x if self.proj is None else self.proj(x)
+
+
+@register_model("vgg16")
+def vgg16(train_conv5_only: bool = True) -> Backbone:
+    """VGG16 cut at conv5_3 before its ReLU (512 channels, stride 16), as in NetVLAD.
+
+    Args:
+        train_conv5_only: freeze conv1-conv4 (features 0-23) so only conv5 trains.
+    """
+    features = tvm.vgg16(weights=None).features[:29]
+    model = _Sequential("vgg16", features, 512, 16)
+    if train_conv5_only:
+        model.freeze(tuple(f"features.{i}." for i in range(24)))
+    return model
+
+
+def _projection(in_ch: int, out_ch: int = 512) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch), nn.Hardswish())
+
+
+@register_model("mobilenetv3_large")
+def mobilenetv3_large(out_channels: int = 512) -> Backbone:
+    """MobileNetV3-Large features (960 channels, stride 32) projected to ``out_channels``."""
+    return _Sequential("mobilenetv3_large", tvm.mobilenet_v3_large(weights=None).features, out_channels, 32,
+                       _projection(960, out_channels))
+
+
+@register_model("mobilenetv3_small")
+def mobilenetv3_small(out_channels: int = 512) -> Backbone:
+    """MobileNetV3-Small features (576 channels, stride 32) projected to ``out_channels``."""
+    return _Sequential("mobilenetv3_small", tvm.mobilenet_v3_small(weights=None).features, out_channels, 32,
+                       _projection(576, out_channels))
+
+
+class _ResNet(Backbone):
+    """A torchvision ResNet cut after ``layer3`` or ``layer4`` (module names kept)."""
+
+    def __init__(self, name: str, net: nn.Module, last_layer: int) -> None:
+        if last_layer not in (3, 4):
+            raise WakdError(f"model {name}: last_layer must be 3 or 4, got {last_layer}")
+        layer = getattr(net, f"layer{last_layer}")
+        channels = layer[-1].conv3.out_channels if hasattr(layer[-1], "conv3") else layer[-1].conv2.out_channels
+        super().__init__(name, channels, 16 if last_layer == 3 else 32)
+        for part in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3"):
+            setattr(self, part, getattr(net, part))
+        self.layer4 = net.layer4 if last_layer == 4 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return x if self.layer4 is None else self.layer4(x)
+
+
+@register_model("resnet18")
+def resnet18(last_layer: int = 3) -> Backbone:
+    return _ResNet("resnet18", tvm.resnet18(weights=None), last_layer)
+
+
+@register_model("resnet50")
+def resnet50(last_layer: int = 3) -> Backbone:
+    return _ResNet("resnet50", tvm.resnet50(weights=None), last_layer)
+
+
+@register_model("resnet152")
+def resnet152(last_layer: int = 3) -> Backbone:
+    return _ResNet("resnet152", tvm.resnet152(weights=None), last_layer)

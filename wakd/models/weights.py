@@ -1,0 +1,112 @@
+"""Loading weights from local files only, safely (``torch.load(weights_only=True)``).
+
+Accepted files:
+
+* a torchvision state dict (``vgg16-397923af.pth``, ``mobilenet_v3_large-8738ca79.pth``, ...):
+  keys as in torchvision (``features.0.weight``); classifier keys are reported as unused;
+* an OpenIBL / WAKD checkpoint (``.pth.tar``) holding ``{"state_dict": ...}`` with keys possibly
+  prefixed ``module.`` (DataParallel) and named ``base_model.*`` / ``net_vlad.*``; OpenIBL's VGG
+  trunk ``base.N.*`` maps onto ``features.N.*``;
+* a wakd checkpoint (``{"model": state_dict, ...}``).
+
+A file holding anything but tensors (e.g. a pickle that would run code) is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from wakd.utils import WakdError
+
+log = logging.getLogger(__name__)
+
+# (prefix in the file, prefix in our modules), tried in order after stripping "module."
+_ALIASES = (("base_model.base.", "backbone.features."), ("base_model.", "backbone."), ("net_vlad.", "pool."),
+            ("encoder.", "backbone.features."))
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a tensor state dict from ``path`` without unpickling arbitrary objects.
+
+    Raises:
+        WakdError: missing file, refused content, or no state dict inside.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WakdError(f"{path}: weights file not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WakdError(f"{path}: refused: not a plain state dict of tensors (torch.load with "
+                        f"weights_only=True failed: {first})") from None
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model", "model_state_dict"):
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WakdError(f"{path}: expected a state dict (name -> tensor), or a checkpoint with 'state_dict' "
+                        f"or 'model'; got {type(obj).__name__}")
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
+
+
+def _candidates(key: str):
+    yield key
+    for old, new in _ALIASES:
+        if key.startswith(old):
+            yield new + key[len(old):]
+    if key.startswith("base."):  # OpenIBL's VGG trunk
+        yield "backbone.features." + key[len("base."):]
+
+
+def _rename(key: str, target: set[str], scope: str) -> str:
+    """Map a file key onto the model's key space (``scope``: 'backbone.' for a full EmbedNet)."""
+    for cand in _candidates(key):
+        for name in (cand, scope + cand, cand.removeprefix("backbone.")):
+            if name in target:
+                return name
+    return key
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike) -> dict[str, list[str]]:
+    """Load a local weights file into ``model`` (a backbone or a full EmbedNet).
+
+    Matching tensors are copied; keys the model lacks are reported as unused, model tensors the
+    file lacks as missing (they keep their initialisation).
+
+    Returns:
+        ``{"loaded": [...], "missing": [...], "unused": [...]}``.
+
+    Raises:
+        WakdError: refused file, a shape mismatch (named), or no tensor matching the model at all.
+    """
+    state = read_state_dict(path)
+    own = model.state_dict()
+    target = set(own)
+    scope = "backbone." if any(k.startswith("backbone.") for k in target) else ""
+    mapped, unused = {}, []
+    for key, tensor in state.items():
+        name = _rename(key, target, scope)
+        if name not in target:
+            unused.append(key)
+            continue
+        if own[name].shape != tensor.shape:
+            raise WakdError(f"{path}: tensor '{key}' has shape {tuple(tensor.shape)} but the model's '{name}' "
+                            f"has {tuple(own[name].shape)} (wrong architecture or options?)")
+        mapped[name] = tensor
+    if not mapped:
+        raise WakdError(f"{path}: no tensor matches the model ({type(model).__name__}); first keys in the file: "
+                        f"{', '.join(list(state)[:5])}")
+    model.load_state_dict(mapped, strict=False)
+    missing = sorted(target - set(mapped) - {k for k in target if k.endswith("num_batches_tracked")})
+    log.info("loaded %d tensors from %s; %d missing%s; %d unused%s", len(mapped), path, len(missing),
+             f" ({', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''})" if missing else "",
+             len(unused), f" ({', '.join(unused[:6])}{', ...' if len(unused) > 6 else ''})" if unused else "")
+    return {"loaded": sorted(mapped), "missing": missing, "unused": unused}

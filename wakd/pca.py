@@ -1,0 +1,109 @@
+"""``wakd pca``: PCA whitening of global descriptors (32,768-d NetVLAD -> 4,096-d), as in NetVLAD.
+
+Fitted on descriptors of up to 10,000 training images. With more dimensions than samples
+(D > n) the dual (Gram) form is used: eigenvectors of the ``n x n`` matrix ``Xc Xc^T`` give the
+principal directions ``U = Xc^T V / sqrt(lambda)``, so no ``D x D`` matrix is ever formed.
+Whitening divides each kept component by the square root of its variance (``lambda / (n - 1)``).
+Applied as a linear layer ``W x + b`` (``W = diag(1/sqrt(var)) U^T``, ``b = -W mean``), then L2.
+
+HDF5 layout: ``mean [D]``, ``components [k, D]`` (unit rows, by decreasing variance),
+``variances [k]``; attribute ``num_samples``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import h5py
+import numpy as np
+import torch
+from torch import nn
+
+from wakd.utils import WakdError, atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def fit_pca(x: np.ndarray | torch.Tensor, dim: int, dual: bool | None = None,
+            device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Principal components of the rows of ``x``.
+
+    Args:
+        x: ``[n, D]`` samples.
+        dim: components to keep (at most ``min(n - 1, D)``).
+        dual: force the dual (True) or primal (False) form; default: dual when ``D > n``.
+        device: where to compute the Gram / covariance matrix.
+
+    Returns:
+        (mean ``[D]``, components ``[dim, D]``, variances ``[dim]``), float64.
+    """
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32) if not torch.is_tensor(x) else x).to(device)
+    n, d = x.shape
+    if dim > min(n - 1, d):
+        raise WakdError(f"PCA: cannot keep {dim} components from {n} samples of dimension {d} "
+                        f"(at most {min(n - 1, d)}); use more images or a smaller --dim")
+    mean = x.mean(0)
+    xc = x - mean
+    dual = d > n if dual is None else dual
+    if dual:
+        gram = (xc @ xc.T).double()
+        lam, v = torch.linalg.eigh(gram)
+        lam, v = lam.flip(0)[:dim], v.flip(1)[:, :dim]
+        comps = (xc.T.double() @ v) / lam.clamp_min(1e-12).sqrt()  # [D, dim], unit columns
+    else:
+        cov = (xc.T @ xc).double()
+        lam, u = torch.linalg.eigh(cov)
+        lam, comps = lam.flip(0)[:dim], u.flip(1)[:, :dim]
+    var = lam / (n - 1)
+    return mean.double().cpu().numpy(), comps.T.contiguous().cpu().numpy(), var.cpu().numpy()
+
+
+def pca_linear(mean: np.ndarray, components: np.ndarray, variances: np.ndarray, eps: float = 1e-12) -> nn.Linear:
+    """The whitening projection as an ``nn.Linear`` (``D -> k``)."""
+    w = components / np.sqrt(variances + eps)[:, None]
+    layer = nn.Linear(components.shape[1], components.shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(w).float())
+        layer.bias.copy_(torch.from_numpy(-(w @ mean)).float())
+    return layer
+
+
+def save_pca(path: str | os.PathLike, mean: np.ndarray, components: np.ndarray, variances: np.ndarray,
+             num_samples: int) -> None:
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("mean", data=mean.astype(np.float32))
+            f.create_dataset("components", data=components.astype(np.float32))
+            f.create_dataset("variances", data=variances.astype(np.float64))
+            f.attrs["num_samples"] = num_samples
+
+
+def load_pca_layer(path: str | os.PathLike, expected_dim: int | None = None) -> nn.Linear:
+    """Read a PCA HDF5 written by :func:`save_pca` as a linear layer."""
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in ("mean", "components", "variances") if k not in f]
+            if missing:
+                raise WakdError(f"{path}: PCA file lacks dataset(s) {', '.join(missing)}")
+            mean, comps, var = (np.asarray(f[k], dtype=np.float64) for k in ("mean", "components", "variances"))
+    except OSError as exc:
+        raise WakdError(f"{path}: not a readable PCA HDF5 file ({exc})") from None
+    if expected_dim is not None and comps.shape[1] != expected_dim:
+        raise WakdError(f"{path}: PCA input dimension {comps.shape[1]} does not match the descriptor's "
+                        f"{expected_dim}")
+    return pca_linear(mean, comps, var)
+
+
+def run_pca(model: nn.Module, paths: list[str], out: str | os.PathLike, dim: int, device: torch.device,
+            **extract_kw) -> dict:
+    """Describe ``paths`` with ``model`` and fit + save the PCA whitening."""
+    from wakd.features import describe_images
+
+    x = describe_images(model, paths, device, **extract_kw)
+    mean, comps, var = fit_pca(x, dim, device=device)
+    save_pca(out, mean, comps, var, len(x))
+    kept = float(var.sum() / max(x.var(0, ddof=1).sum(), 1e-12))
+    log.info("wrote %s: %d -> %d dims from %d images (%.1f%% of the variance kept)", out, x.shape[1], dim,
+             len(x), 100 * kept)
+    return {"samples": len(x), "in_dim": int(x.shape[1]), "out_dim": dim, "variance_kept": kept}
