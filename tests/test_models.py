@@ -40,6 +40,10 @@ def test_backbone_shapes(name, size):
     assert y.shape[:2] == (2, EXPECTED[name][0])
     assert y.shape[2:] == tuple(math.ceil(s / EXPECTED[name][1]) for s in size)
     assert torch.isfinite(y).all()
+    with torch.no_grad():
+        d = EmbedNet(model, NetVLAD(4, model.out_channels)).eval()(torch.randn(2, 3, *size))
+    assert d.shape == (2, 4 * EXPECTED[name][0]) and torch.isfinite(d).all()
+    torch.testing.assert_close(d.norm(dim=1), torch.ones(2))
 
 
 def test_resnet_layer4_and_bad_option():
