@@ -114,6 +114,16 @@ def _model_options(p: argparse.ArgumentParser, with_clusters: bool) -> None:
         p.add_argument("--checkpoint", help="full-model checkpoint (wakd or OpenIBL)")
 
 
+def _data_options(p: argparse.ArgumentParser, split: str) -> None:
+    from wakd.data import DEFAULT_DATA_ROOT, list_datasets
+
+    p.add_argument("--dataset", required=True, choices=list_datasets())
+    p.add_argument("--split", default=split, help=f"train, val or test (default: {split})")
+    p.add_argument("--root", default=DEFAULT_DATA_ROOT,
+                   help="data root for pitts*/tokyo* (holding pitts/raw, tokyo/raw); the dataset folder "
+                        f"for folder/synthetic (default: {DEFAULT_DATA_ROOT})")
+
+
 def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
@@ -126,7 +136,6 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from wakd.data import DEFAULT_DATA_ROOT, list_datasets
     from wakd.synth.presets import PRESETS
 
     parser = argparse.ArgumentParser(
@@ -145,11 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load one split (checking the .mat fields and that every listed image exists) and print "
                     "one JSON object: counts, queries with positives, mean positives per query, thresholds.",
     )
-    insp.add_argument("--dataset", required=True, choices=list_datasets())
-    insp.add_argument("--split", default="test", help="train, val or test (default: test)")
-    insp.add_argument("--root", default=DEFAULT_DATA_ROOT,
-                      help="data root for pitts*/tokyo* (holding pitts/raw, tokyo/raw); the dataset folder "
-                           f"for folder/synthetic (default: {DEFAULT_DATA_ROOT})")
+    _data_options(insp, "test")
     insp.add_argument("--no-check-images", action="store_true", help="skip the image existence check")
     insp.add_argument("--out", help="write the JSON to this file instead of stdout")
     insp.set_defaults(func=_cmd_data_inspect)
@@ -160,9 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "histogram, exact nearest-neighbour search, 25 m rule (and the view-aware rule where image "
                     "yaws are known), overall and per query condition. Writes a tidy CSV.",
     )
-    base.add_argument("--dataset", required=True, choices=list_datasets())
-    base.add_argument("--split", default="test")
-    base.add_argument("--root", default=DEFAULT_DATA_ROOT, help="as for 'wakd data inspect'")
+    _data_options(base, "test")
     base.add_argument("--methods", nargs="+", default=["thumbnail", "histogram"],
                       choices=["thumbnail", "histogram"])
     base.add_argument("--recall-values", nargs="+", type=int, default=[1, 5, 10, 20])
@@ -190,9 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "'centroids' [K x D] (the reference *_desc_cen.hdf5 layout).",
     )
     _model_options(clu, with_clusters=False)
-    clu.add_argument("--dataset", required=True, choices=list_datasets())
-    clu.add_argument("--root", default=DEFAULT_DATA_ROOT)
-    clu.add_argument("--split", default="train")
+    _data_options(clu, "train")
     clu.add_argument("--num-clusters", type=int, default=64)
     clu.add_argument("--num-images", type=int, default=500, help="training images sampled (default 500)")
     clu.add_argument("--per-image", type=int, default=100, help="locations sampled per image (default 100)")
@@ -207,9 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "variances).",
     )
     _model_options(pca, with_clusters=True)
-    pca.add_argument("--dataset", required=True, choices=list_datasets())
-    pca.add_argument("--root", default=DEFAULT_DATA_ROOT)
-    pca.add_argument("--split", default="train")
+    _data_options(pca, "train")
     pca.add_argument("--num-images", type=int, default=10000)
     pca.add_argument("--dim", type=int, default=4096, help="components kept (default 4096)")
     pca.add_argument("--out", required=True, help="HDF5 file to write")
