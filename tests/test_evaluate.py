@@ -1,7 +1,15 @@
+"""Recall@N, chunked exact search, panorama de-duplication, extract -> evaluate -> figures."""
+
+import h5py
 import numpy as np
+import pandas as pd
 import pytest
 
-from wakd.evaluate import knn_search, recall_at_n
+from wakd.cli import main
+from wakd.data import load_dataset
+from wakd.evaluate import dedup_predictions, evaluate_file, panorama_ids, recall_at_n
+from wakd.search import knn
+from wakd.utils import WakdError
 
 
 def test_recall_hand_computed():
@@ -10,8 +18,7 @@ def test_recall_hand_computed():
                       [2, 3, 1, 0],   # positive at rank 4
                       [0, 1, 2, 3]])  # no positives: always a miss
     pos = [np.array([1]), np.array([0, 3]), np.array([0]), np.array([], dtype=np.int64)]
-    r = recall_at_n(preds, pos, ns=(1, 2, 4))
-    assert r == {1: 0.25, 2: 0.5, 4: 0.75}
+    assert recall_at_n(preds, pos, ns=(1, 2, 4)) == {1: 0.25, 2: 0.5, 4: 0.75}
 
 
 def test_recall_needs_enough_predictions():
@@ -19,13 +26,80 @@ def test_recall_needs_enough_predictions():
         recall_at_n(np.zeros((1, 3), dtype=int), [np.array([0])], ns=(1, 5))
 
 
-def test_knn_exact_and_ordered():
-    rng = np.random.default_rng(0)
-    db = rng.normal(size=(50, 8)).astype(np.float32)
+def test_ties_ranked_by_lower_index():
+    db = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]], dtype=np.float32)
+    q = np.array([[1.0, 0.0]], dtype=np.float32)
+    _, idx = knn(db, q, 3, chunk_rows=1)  # ties across chunks
+    assert idx.tolist() == [[0, 2, 3]]
+    # with db 2 the only positive, the tie puts it second: a miss at R@1, a hit at R@2
+    assert recall_at_n(idx, [np.array([2])], ns=(1, 2)) == {1: 0.0, 2: 1.0}
+
+
+@pytest.mark.parametrize("chunk_rows", [7, 64, 1000])
+def test_chunked_search_equals_brute_force(chunk_rows):
+    rng = np.random.default_rng(chunk_rows)
+    db = rng.normal(size=(300, 16)).astype(np.float32)
     db /= np.linalg.norm(db, axis=1, keepdims=True)
-    q = db[[4, 17]] + 0.01
-    sims, idx = knn_search(db, q, 5)
-    brute = np.argsort(-(q @ db.T), axis=1)[:, :5]
+    q = rng.normal(size=(40, 16)).astype(np.float32)
+    scores, idx = knn(db, q, 20, chunk_rows=chunk_rows)
+    sims = q @ db.T
+    brute = np.argsort(-sims, axis=1, kind="stable")[:, :20]
     np.testing.assert_array_equal(idx, brute)
-    assert idx[0, 0] == 4 and idx[1, 0] == 17
-    assert (np.diff(sims, axis=1) <= 1e-6).all()
+    np.testing.assert_allclose(scores, np.take_along_axis(sims, brute, 1), rtol=1e-5, atol=1e-6)
+    assert idx.shape == (40, 20) and knn(db[:5], q, 20)[1].shape == (40, 5)
+
+
+def test_panorama_dedup():
+    utm = np.array([[0, 0], [0, 0], [0, 0], [50, 0], [50, 0], [99, 0]], dtype=float)
+    pano = panorama_ids(utm)
+    assert pano.tolist() == [0, 0, 0, 1, 1, 2]
+    pred = np.array([[1, 0, 4, 2, 5, 3], [5, 3, 4, 0, 1, 2]])
+    assert dedup_predictions(pred, pano, 3).tolist() == [[1, 4, 5], [5, 3, 0]]
+    assert dedup_predictions(pred[:, :2], pano, 3).tolist() == [[1, -1, -1], [5, 3, -1]]  # padded
+
+
+def test_extract_evaluate_figures_end_to_end(tiny_city, tmp_path):
+    desc, csv = tmp_path / "d.hdf5", tmp_path / "recall.csv"
+    common = ["--arch", "mobilenetv3_small", "--num-clusters", "8", "--workers", "0"]
+    assert main(["extract", *common, "--dataset", "synthetic", "--root", str(tiny_city), "--out", str(desc)]) == 0
+    ds = load_dataset("synthetic", "test", tiny_city)
+    with h5py.File(desc) as f:
+        assert f["db/descriptors"].shape == (ds.num_db, 8 * 512) and f["db/descriptors"].dtype == np.float16
+        assert f["queries/descriptors"].shape == (ds.num_queries, 8 * 512)
+        np.testing.assert_allclose(np.linalg.norm(f["queries/descriptors"][:].astype(np.float32), axis=1), 1,
+                                   atol=2e-3)
+        assert [c.decode() for c in f["queries/conditions"][:5]] == ds.q_conditions[:5]
+        np.testing.assert_array_equal(f["db/utm"][:], ds.db_utm)
+    assert (tmp_path / "d.hdf5.info.json").exists()
+
+    preds, grid, curve = tmp_path / "p.hdf5", tmp_path / "grid.png", tmp_path / "curve.png"
+    assert main(["evaluate", "--descriptors", str(desc), "--model", "random", "--out", str(csv), "--predictions",
+                 str(preds), "--figure", str(grid), "--num-queries", "3", "--only-wrong"]) == 0
+    table = pd.read_csv(csv)
+    assert list(table.columns) == ["model", "dataset", "split", "rule", "condition", "R@1", "R@5", "R@10", "R@20",
+                                   "queries"]
+    assert set(table["condition"]) == {"all", "day", "sunset", "night"}
+    assert set(table["rule"]) == {"25m", "25m+yaw45"}
+    row = table[(table["rule"] == "25m") & (table["condition"] == "all")].iloc[0]
+    assert row["queries"] == ds.num_queries and 0 <= row["R@1"] <= row["R@5"] <= row["R@20"] <= 1
+    with h5py.File(preds) as f:
+        pred = f["predictions"][:]
+    assert pred.shape == (ds.num_queries, 20)
+    expect = recall_at_n(pred, ds.positives(), (1, 5))
+    assert row["R@1"] == pytest.approx(expect[1], abs=1e-4) and row["R@5"] == pytest.approx(expect[5], abs=1e-4)
+    assert main(["figures", "--csv", str(csv), "--out", str(curve)]) == 0
+    for png in (grid, curve):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+    # the same file evaluated with de-duplication: every query keeps distinct panoramas
+    _, dedup, _ = evaluate_file(desc, "random", dedup_panoramas=True)
+    pano = panorama_ids(ds.db_utm)
+    assert all(len(set(pano[r[r >= 0]])) == (r >= 0).sum() for r in dedup)
+
+
+def test_evaluate_rejects_non_descriptor_file(tmp_path):
+    bad = tmp_path / "x.hdf5"
+    with h5py.File(bad, "w") as f:
+        f.create_dataset("db/descriptors", data=np.zeros((2, 2)))
+    with pytest.raises(WakdError, match=r"x\.hdf5: missing dataset /db/utm"):
+        evaluate_file(bad, "m")

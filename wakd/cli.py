@@ -39,7 +39,7 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
     table = baseline_table(ds, methods=tuple(args.methods), ns=tuple(args.recall_values))
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp, index=False, float_format="%.4f")
-    write_run_info(f"{args.out}.info.json", {k: v for k, v in vars(args).items() if k != "func"}, None)
+    write_run_info(f"{args.out}.info.json", _plain(args), None)
     print(table.to_string(index=False))
     return 0
 
@@ -101,6 +101,72 @@ def _cmd_pca(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from wakd.data import load_dataset
+    from wakd.device import resolve_device
+    from wakd.extract import extract
+    from wakd.models.build import build_embednet
+    from wakd.provenance import write_run_info
+    from wakd.utils import seed_everything
+
+    seed_everything(args.seed)
+    spec = {"arch": args.arch, "num_clusters": args.num_clusters, "clusters": args.clusters, "weights": args.weights,
+            "checkpoint": args.checkpoint, "pca": args.pca, **_arch_kwargs(args)}
+    model = build_embednet(**spec)
+    ds = load_dataset(args.dataset, args.split, args.root)
+    stats = extract(model, ds, args.out, resolve_device(args.device), dtype=args.dtype, batch_size=args.batch_size,
+                    workers=args.workers, precision=args.precision, size=_size(args), model_info=spec)
+    write_run_info(f"{args.out}.info.json", {**_plain(args), "stats": stats}, args.seed)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import h5py
+
+    from wakd.evaluate import evaluate_file
+    from wakd.extract import read_ground_truth
+    from wakd.provenance import write_run_info
+    from wakd.report import prediction_grid
+
+    table, pred, scores = evaluate_file(args.descriptors, args.model, tuple(args.recall_values),
+                                        dedup_panoramas=args.dedup_panoramas, chunk_rows=args.chunk_rows,
+                                        device=_search_device(args.device))
+    with atomic_path(args.out) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.4f")
+    if args.predictions:
+        with atomic_path(args.predictions) as tmp, h5py.File(tmp, "w") as f:
+            f.create_dataset("predictions", data=pred)
+            f.create_dataset("scores", data=scores)
+            f.attrs.update({"descriptors": str(args.descriptors), "model": args.model})
+    if args.figure:
+        ds = read_ground_truth(args.descriptors)
+        prediction_grid(ds.q_paths, ds.db_paths, pred, ds.positives(), args.figure, num_queries=args.num_queries,
+                        num_preds=args.num_preds_to_save, only_wrong=args.only_wrong, seed=args.seed,
+                        title=f"{args.model} on {ds.name} {ds.split}")
+    write_run_info(f"{args.out}.info.json", _plain(args), args.seed)
+    print(table.to_string(index=False))
+    return 0
+
+
+def _cmd_figures(args: argparse.Namespace) -> int:
+    from wakd.report import read_tables, recall_curves
+
+    recall_curves(read_tables(args.csv), args.out, rule=args.rule, condition=args.condition)
+    return 0
+
+
+def _plain(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in vars(args).items() if k != "func"}
+
+
+def _search_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
 def _model_options(p: argparse.ArgumentParser, with_clusters: bool) -> None:
     from wakd.models import BACKBONE_NAMES
 
@@ -112,6 +178,7 @@ def _model_options(p: argparse.ArgumentParser, with_clusters: bool) -> None:
         p.add_argument("--num-clusters", type=int, default=64, help="NetVLAD K (default 64)")
         p.add_argument("--clusters", help="*_desc_cen.hdf5 from 'wakd cluster' to initialise NetVLAD")
         p.add_argument("--checkpoint", help="full-model checkpoint (wakd or OpenIBL)")
+        p.add_argument("--pca", help="PCA-whitening HDF5 from 'wakd pca' (applied after NetVLAD, then L2)")
 
 
 def _data_options(p: argparse.ArgumentParser, split: str) -> None:
@@ -214,6 +281,49 @@ def build_parser() -> argparse.ArgumentParser:
     pca.add_argument("--out", required=True, help="HDF5 file to write")
     _run_options(pca)
     pca.set_defaults(func=_cmd_pca)
+
+    ext = sub.add_parser(
+        "extract", help="global descriptors of a dataset split -> HDF5",
+        description="Run backbone + NetVLAD (+ PCA) over every database and query image of a split and write "
+                    "L2-normalised descriptors, paths, UTM, yaws and query conditions to HDF5, batch by batch "
+                    "(memory does not grow with the dataset).",
+    )
+    _model_options(ext, with_clusters=True)
+    _data_options(ext, "test")
+    ext.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="stored precision")
+    ext.add_argument("--out", required=True, help="HDF5 file to write")
+    _run_options(ext)
+    ext.set_defaults(func=_cmd_extract)
+
+    ev = sub.add_parser(
+        "evaluate", help="Recall@N of a descriptor file (exact search, 25 m rule)",
+        description="Exact nearest-neighbour search (faiss IndexFlatIP on CPU, matmul + top-k on CUDA) over "
+                    "database chunks, Recall@N overall and per query condition, tidy CSV with columns model, "
+                    "dataset, split, rule, condition, R@N..., queries.",
+    )
+    ev.add_argument("--descriptors", required=True, help="HDF5 from 'wakd extract'")
+    ev.add_argument("--model", required=True, help="name for the model column")
+    ev.add_argument("--recall-values", nargs="+", type=int, default=[1, 5, 10, 20])
+    ev.add_argument("--dedup-panoramas", action="store_true",
+                    help="keep the best-ranked image of each database panorama (Tokyo 24/7 convention)")
+    ev.add_argument("--chunk-rows", type=int, default=None, help="database rows searched at a time")
+    ev.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    ev.add_argument("--out", required=True, help="CSV to write")
+    ev.add_argument("--predictions", help="also write the top-k indices and scores (HDF5)")
+    ev.add_argument("--figure", help="also write a PNG grid of queries and their top predictions")
+    ev.add_argument("--num-queries", type=int, default=8, help="rows of the figure")
+    ev.add_argument("--num-preds-to-save", type=int, default=5, help="predictions per row of the figure")
+    ev.add_argument("--only-wrong", action="store_true", help="figure: only queries wrong at R@1")
+    ev.add_argument("--seed", type=int, default=0, help="which queries the figure shows")
+    ev.set_defaults(func=_cmd_evaluate)
+
+    fig = sub.add_parser("figures", help="Recall@N curves from recall CSVs",
+                         description="One panel per dataset, Recall@N against N, one line per model.")
+    fig.add_argument("--csv", nargs="+", required=True, help="recall CSVs from 'wakd evaluate' or 'wakd baseline'")
+    fig.add_argument("--rule", default="25m")
+    fig.add_argument("--condition", default="all")
+    fig.add_argument("--out", required=True, help="PNG to write")
+    fig.set_defaults(func=_cmd_figures)
 
     prev = sub.add_parser(
         "synth-preview", help="contact sheet of a synthetic city",

@@ -1,35 +1,33 @@
-"""Recall@N: exact nearest-neighbour search and the Pittsburgh 25 m rule.
+"""Recall@N: exact nearest-neighbour search and the Pittsburgh 25 m rule; ``wakd evaluate``.
 
 A query counts as correct at N when any of its top-N predictions is a positive; queries without
 any positive count as misses (the gmberton convention), so recall never exceeds the fraction of
-queries that have a positive.
+queries that have a positive. Ties in similarity are ranked by lower database index.
+
+Results are a tidy table, one row per (model, dataset, split, rule, condition) with columns
+``R@1, R@5, R@10, R@20`` (fractions in [0, 1]) and ``queries``. ``rule`` is ``25m`` (the
+Pittsburgh protocol; radius from the dataset's ``posDistThr``) and, where image yaws are known
+(the synthetic city), also ``25m+yaw45`` (heading within 45 degrees too). ``condition`` is
+``all`` plus each capture condition present (``day``, ``sunset``, ``night``).
+
+Tokyo 24/7 convention (``dedup_panoramas``): predictions are de-duplicated per database panorama
+(images sharing one UTM position), keeping the best-ranked image of each, before Recall@N.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+
 import numpy as np
+import pandas as pd
+
+from wakd.data.base import PlaceDataset
+
+log = logging.getLogger(__name__)
 
 RECALL_VALUES = (1, 5, 10, 20)
-
-
-def knn_search(db: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact inner-product top-``k`` search with faiss (``IndexFlatIP``).
-
-    Args:
-        db: ``[N, D]`` database descriptors (L2-normalised for cosine similarity).
-        queries: ``[Nq, D]`` query descriptors.
-        k: neighbours to return (capped at N).
-
-    Returns:
-        (similarities ``[Nq, k]``, database indices ``[Nq, k]``), best first.
-    """
-    import faiss
-
-    db = np.ascontiguousarray(db, dtype=np.float32)
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    index = faiss.IndexFlatIP(db.shape[1])
-    index.add(db)
-    return index.search(queries, min(k, len(db)))
+VIEW_AWARE_YAW = 45.0
 
 
 def recall_at_n(predictions: np.ndarray, positives: list[np.ndarray],
@@ -58,3 +56,79 @@ def recall_at_n(predictions: np.ndarray, positives: list[np.ndarray],
         if len(hit):
             first_hit[i] = hit[0]
     return {n: float((first_hit < n).mean()) for n in ns}
+
+
+def panorama_ids(db_utm: np.ndarray) -> np.ndarray:
+    """Panorama index of each database image: images at the same UTM position (to the centimetre)."""
+    _, inverse = np.unique(np.round(np.asarray(db_utm) * 100).astype(np.int64), axis=0, return_inverse=True)
+    return inverse.reshape(-1)
+
+
+def dedup_predictions(pred: np.ndarray, pano: np.ndarray, k: int) -> np.ndarray:
+    """Keep the best-ranked image of each panorama, in order; rows padded with -1 to ``k``."""
+    out = np.full((len(pred), k), -1, dtype=np.int64)
+    for r, row in enumerate(pred):
+        _, first = np.unique(pano[row], return_index=True)
+        keep = row[np.sort(first)][:k]
+        out[r, :len(keep)] = keep
+    return out
+
+
+def evaluation_rules(ds: PlaceDataset) -> list[tuple[str, float | None]]:
+    """(rule name, max yaw difference) pairs that apply to ``ds``."""
+    rules: list[tuple[str, float | None]] = [("25m", None)]
+    if ds.db_yaw is not None and ds.q_yaw is not None:
+        rules.append((f"25m+yaw{VIEW_AWARE_YAW:g}", VIEW_AWARE_YAW))
+    return rules
+
+
+def recall_rows(pred: np.ndarray, ds: PlaceDataset, model: str, ns: tuple[int, ...] = RECALL_VALUES) -> list[dict]:
+    """Recall@N rows for every rule and condition (see the module docstring)."""
+    conds = np.asarray(ds.q_conditions) if ds.q_conditions is not None else None
+    groups = [("all", np.arange(ds.num_queries))]
+    if conds is not None:
+        groups += [(c, np.flatnonzero(conds == c)) for c in sorted(set(conds.tolist()))]
+    rows = []
+    for rule, yaw in evaluation_rules(ds):
+        pos = ds.positives(max_yaw_diff=yaw)
+        for cond, sel in groups:
+            r = recall_at_n(pred[sel], [pos[i] for i in sel], ns)
+            rows.append({"model": model, "dataset": ds.name, "split": ds.split, "rule": rule, "condition": cond,
+                         **{f"R@{n}": r[n] for n in ns}, "queries": len(sel)})
+    return rows
+
+
+def evaluate_file(descriptors: str | os.PathLike, model: str, ns: tuple[int, ...] = RECALL_VALUES,
+                  dedup_panoramas: bool = False, chunk_rows: int | None = None, device: str = "cpu",
+                  keep: int | None = None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Recall@N of a descriptor file written by ``wakd extract``.
+
+    Args:
+        descriptors: the HDF5 descriptor file.
+        model: the name recorded in the ``model`` column.
+        ns: the N of Recall@N.
+        dedup_panoramas: Tokyo 24/7 per-panorama de-duplication of predictions.
+        chunk_rows: database rows searched at a time (default :data:`wakd.search.DEFAULT_CHUNK_ROWS`).
+        device: ``cpu`` or ``cuda``.
+        keep: predictions kept per query (default ``max(ns)``).
+
+    Returns:
+        (table, predictions ``[Nq, keep]``, scores ``[Nq, keep]``).
+    """
+    import h5py
+
+    from wakd.extract import read_ground_truth
+    from wakd.search import DEFAULT_CHUNK_ROWS, knn
+
+    ds = read_ground_truth(descriptors)
+    k = max(max(ns), keep or 0)
+    pano = panorama_ids(ds.db_utm) if dedup_panoramas else None
+    search_k = k * int(np.bincount(pano).max()) if pano is not None else k
+    with h5py.File(descriptors, "r") as f:
+        queries = f["queries/descriptors"][:]
+        scores, pred = knn(f["db/descriptors"], queries, search_k, chunk_rows or DEFAULT_CHUNK_ROWS, device)
+    if pano is not None:
+        pred = dedup_predictions(pred, pano, k)
+        scores = np.full(pred.shape, np.nan, dtype=np.float32)
+    table = pd.DataFrame(recall_rows(pred[:, :max(ns)], ds, model, ns))
+    return table, pred[:, :k], scores[:, :k]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -16,21 +16,32 @@ log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def map_images(fn: Callable[[torch.Tensor], torch.Tensor], model: torch.nn.Module, paths: Sequence[str],
-               device: torch.device, batch_size: int = 16, workers: int = 2, precision: str = "auto",
-               size: tuple[int, int] | None = None, desc: str = "images") -> list[np.ndarray]:
-    """Apply ``fn(model_output_of_batch)`` to every batch of images; return per-batch float32 arrays."""
+def iter_images(fn: Callable[[torch.Tensor], torch.Tensor], model: torch.nn.Module, paths: Sequence[str],
+                device: torch.device, batch_size: int = 16, workers: int = 2, precision: str = "auto",
+                size: tuple[int, int] | None = None, shorter_side: int | None = None,
+                desc: str = "images") -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(image indices, fn(model(batch)) as float32)`` batch by batch, in order.
+
+    The model runs in eval mode, channels_last, under the chosen autocast; images are loaded by
+    ``workers`` processes (pinned memory on CUDA). Images of varying size (``shorter_side``) need
+    ``batch_size=1``.
+    """
     model = prepare(model, device).eval()
     precision = resolve_precision(device, precision)
-    loader = image_loader(paths, batch_size, workers, size=size, pin_memory=device.type == "cuda")
-    out = []
+    loader = image_loader(paths, batch_size, workers, size=size, shorter_side=shorter_side,
+                          pin_memory=device.type == "cuda")
     with tqdm(total=len(paths), unit="img", desc=desc, mininterval=2.0) as bar:
-        for x, _idx in loader:
+        for x, idx in loader:
             with autocast(device, precision):
                 y = fn(model(to_input(x, device)))
-            out.append(y.float().cpu().numpy())
+            yield idx.numpy(), y.float().cpu().numpy()
             bar.update(len(x))
-    return out
+
+
+def map_images(fn: Callable[[torch.Tensor], torch.Tensor], model: torch.nn.Module, paths: Sequence[str],
+               device: torch.device, **kw) -> list[np.ndarray]:
+    """:func:`iter_images` collected: the per-batch outputs, in order."""
+    return [y for _idx, y in iter_images(fn, model, paths, device, **kw)]
 
 
 def describe_images(model: torch.nn.Module, paths: Sequence[str], device: torch.device, **kw) -> np.ndarray:

@@ -16,7 +16,8 @@ from PIL import Image
 
 from wakd.data.base import PlaceDataset
 from wakd.data.images import load_image
-from wakd.evaluate import RECALL_VALUES, knn_search, recall_at_n
+from wakd.evaluate import RECALL_VALUES, evaluation_rules, recall_at_n, recall_rows
+from wakd.search import knn
 
 THUMB_SIZE = (16, 12)  # PIL (width, height)
 
@@ -43,6 +44,11 @@ def describe(paths: Sequence[str], method: str = "thumbnail") -> np.ndarray:
     return np.stack([fn(load_image(p)) for p in paths])
 
 
+def baseline_predictions(ds: PlaceDataset, method: str = "thumbnail", k: int = 20) -> np.ndarray:
+    """``[Nq, k]`` database indices ranked by a simple descriptor (exact search)."""
+    return knn(describe(ds.db_paths, method), describe(ds.q_paths, method), k)[1]
+
+
 def baseline_recalls(ds: PlaceDataset, method: str = "thumbnail", ns: tuple[int, ...] = RECALL_VALUES,
                      max_yaw_diff: float | None = None) -> dict[str, dict[int, float]]:
     """Recall@N of a simple descriptor, overall and per query condition.
@@ -50,9 +56,7 @@ def baseline_recalls(ds: PlaceDataset, method: str = "thumbnail", ns: tuple[int,
     Returns:
         ``{"all": {N: r}, "day": {...}, ...}`` (conditions only when the dataset records them).
     """
-    db = describe(ds.db_paths, method)
-    q = describe(ds.q_paths, method)
-    _, pred = knn_search(db, q, max(ns))
+    pred = baseline_predictions(ds, method, max(ns))
     pos = ds.positives(max_yaw_diff=max_yaw_diff)
     out = {"all": recall_at_n(pred, pos, ns)}
     if ds.q_conditions is not None:
@@ -73,25 +77,11 @@ def chance_recall(ds: PlaceDataset, n: int = 1, max_yaw_diff: float | None = Non
 
 def baseline_table(ds: PlaceDataset, methods: tuple[str, ...] = ("thumbnail", "histogram"),
                    ns: tuple[int, ...] = RECALL_VALUES) -> pd.DataFrame:
-    """Tidy recall table: one row per (model, dataset, rule, condition), columns ``R@N`` and ``queries``.
-
-    The ``rule`` column is ``25m`` (the Pittsburgh protocol) and, where image yaws are known,
-    ``25m+yaw45`` (the view-aware rule: also within 45 degrees of heading).
-    """
-    rules = [("25m", None)] + ([("25m+yaw45", 45.0)] if ds.q_yaw is not None and ds.db_yaw is not None else [])
-    conds = np.asarray(ds.q_conditions) if ds.q_conditions is not None else None
+    """The tidy recall table of :mod:`wakd.evaluate` for each method, plus the chance rows."""
     rows = []
-    chance_done = set()
     for method in methods:
-        for rule, yaw in rules:
-            rec = baseline_recalls(ds, method, ns, max_yaw_diff=yaw)
-            for cond, r in rec.items():
-                n_q = ds.num_queries if cond == "all" else int((conds == cond).sum())
-                rows.append({"model": method, "dataset": ds.name, "split": ds.split, "rule": rule,
-                             "condition": cond, **{f"R@{n}": r[n] for n in ns}, "queries": n_q})
-            if rule not in chance_done:
-                chance_done.add(rule)
-                rows.append({"model": "chance", "dataset": ds.name, "split": ds.split, "rule": rule,
-                             "condition": "all", **{f"R@{n}": chance_recall(ds, n, yaw) for n in ns},
-                             "queries": ds.num_queries})
+        rows += recall_rows(baseline_predictions(ds, method, max(ns)), ds, method, ns)
+    for rule, yaw in evaluation_rules(ds):
+        rows.append({"model": "chance", "dataset": ds.name, "split": ds.split, "rule": rule, "condition": "all",
+                     **{f"R@{n}": chance_recall(ds, n, yaw) for n in ns}, "queries": ds.num_queries})
     return pd.DataFrame(rows)
