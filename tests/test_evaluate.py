@@ -87,7 +87,9 @@ def test_extract_evaluate_figures_end_to_end(tiny_city, tmp_path):
     assert pred.shape == (ds.num_queries, 20)
     expect = recall_at_n(pred, ds.positives(), (1, 5))
     assert row["R@1"] == pytest.approx(expect[1], abs=1e-4) and row["R@5"] == pytest.approx(expect[5], abs=1e-4)
-    assert main(["figures", "--csv", str(csv), "--out", str(curve)]) == 0
+    both = tmp_path / "both.csv"
+    assert main(["summarize", "--csv", str(csv), str(csv), "--out", str(both), "--figure", str(curve)]) == 0
+    assert len(pd.read_csv(both)) == 2 * len(table)
     for png in (grid, curve):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 

@@ -148,10 +148,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_figures(args: argparse.Namespace) -> int:
+def _cmd_summarize(args: argparse.Namespace) -> int:
     from wakd.report import read_tables, recall_curves
 
-    recall_curves(read_tables(args.csv), args.out, rule=args.rule, condition=args.condition)
+    table = read_tables(args.csv)
+    with atomic_path(args.out) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.4f")
+    if args.figure:
+        recall_curves(table, args.figure, rule=args.rule, condition=args.condition)
+    print(table.to_string(index=False))
     return 0
 
 
@@ -160,11 +165,9 @@ def _plain(args: argparse.Namespace) -> dict:
 
 
 def _search_device(name: str) -> str:
-    import torch
+    from wakd.search import auto_device
 
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
+    return auto_device() if name == "auto" else name
 
 
 def _model_options(p: argparse.ArgumentParser, with_clusters: bool) -> None:
@@ -317,13 +320,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0, help="which queries the figure shows")
     ev.set_defaults(func=_cmd_evaluate)
 
-    fig = sub.add_parser("figures", help="Recall@N curves from recall CSVs",
-                         description="One panel per dataset, Recall@N against N, one line per model.")
-    fig.add_argument("--csv", nargs="+", required=True, help="recall CSVs from 'wakd evaluate' or 'wakd baseline'")
-    fig.add_argument("--rule", default="25m")
-    fig.add_argument("--condition", default="all")
-    fig.add_argument("--out", required=True, help="PNG to write")
-    fig.set_defaults(func=_cmd_figures)
+    summ = sub.add_parser("summarize", help="combine recall CSVs into one table and a Recall@N figure",
+                          description="Concatenate recall CSVs (from 'wakd evaluate' / 'wakd baseline') into one "
+                                      "table, and plot Recall@N against N, one panel per dataset, one line per model.")
+    summ.add_argument("--csv", nargs="+", required=True, help="recall CSVs")
+    summ.add_argument("--out", required=True, help="combined CSV to write")
+    summ.add_argument("--figure", help="PNG of the Recall@N curves")
+    summ.add_argument("--rule", default="25m", help="rule plotted (default 25m)")
+    summ.add_argument("--condition", default="all", help="condition plotted (default all)")
+    summ.set_defaults(func=_cmd_summarize)
 
     prev = sub.add_parser(
         "synth-preview", help="contact sheet of a synthetic city",

@@ -108,7 +108,7 @@ def evaluate_file(descriptors: str | os.PathLike, model: str, ns: tuple[int, ...
         model: the name recorded in the ``model`` column.
         ns: the N of Recall@N.
         dedup_panoramas: Tokyo 24/7 per-panorama de-duplication of predictions.
-        chunk_rows: database rows searched at a time (default :data:`wakd.search.DEFAULT_CHUNK_ROWS`).
+        chunk_rows: database rows searched at a time (default: a 256 MiB float32 chunk).
         device: ``cpu`` or ``cuda``.
         keep: predictions kept per query (default ``max(ns)``).
 
@@ -118,7 +118,7 @@ def evaluate_file(descriptors: str | os.PathLike, model: str, ns: tuple[int, ...
     import h5py
 
     from wakd.extract import read_ground_truth
-    from wakd.search import DEFAULT_CHUNK_ROWS, knn
+    from wakd.search import knn
 
     ds = read_ground_truth(descriptors)
     k = max(max(ns), keep or 0)
@@ -126,7 +126,7 @@ def evaluate_file(descriptors: str | os.PathLike, model: str, ns: tuple[int, ...
     search_k = k * int(np.bincount(pano).max()) if pano is not None else k
     with h5py.File(descriptors, "r") as f:
         queries = f["queries/descriptors"][:]
-        scores, pred = knn(f["db/descriptors"], queries, search_k, chunk_rows or DEFAULT_CHUNK_ROWS, device)
+        scores, pred = knn(f["db/descriptors"], queries, search_k, chunk_rows, device)
     if pano is not None:
         pred = dedup_predictions(pred, pano, k)
         scores = np.full(pred.shape, np.nan, dtype=np.float32)

@@ -1,9 +1,9 @@
 """Exact nearest-neighbour search over a database read in row chunks (bounded memory).
 
-The database (an ``h5py`` dataset or an array) is read ``chunk_rows`` rows at a time; each chunk is
-searched exactly (faiss ``IndexFlatIP`` on CPU, or a matmul + top-k on a CUDA GPU when faiss has
-no GPU build) and the running top-k is merged. Peak memory is the queries, one chunk in float32
-and the ``[Nq, k]`` results. Results are ordered by decreasing similarity, ties broken by lower
+The database (an ``h5py`` dataset or an array) is read ``chunk_rows`` rows at a time; each chunk
+is searched exactly (faiss's brute-force inner product ``faiss.knn`` on CPU, or a float16 matmul +
+top-k with torch on a CUDA GPU) and the running top-k is merged. Peak memory is the queries, one
+chunk in float32 and the ``[Nq, k]`` results. Results are ordered by decreasing similarity, ties broken by lower
 database index, so the ranking equals a brute-force stable sort.
 """
 
@@ -15,7 +15,12 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHUNK_ROWS = 32768
+CHUNK_BYTES = 2**28  # float32 bytes of one database chunk (256 MiB)
+
+
+def default_chunk_rows(dim: int) -> int:
+    """Rows per chunk so that a float32 chunk takes about :data:`CHUNK_BYTES`."""
+    return max(1024, CHUNK_BYTES // (4 * dim))
 
 
 def _merge(scores: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -26,9 +31,8 @@ def _merge(scores: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.
 def _search_chunk_faiss(block: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     import faiss
 
-    index = faiss.IndexFlatIP(block.shape[1])
-    index.add(block)
-    return index.search(queries, k)
+    # faiss.knn searches the block in place: the same exact kernels as IndexFlatIP, without an index copy
+    return faiss.knn(queries, block, k, metric=faiss.METRIC_INNER_PRODUCT)
 
 
 def _search_chunk_torch(block: np.ndarray, queries_dev, k: int, device) -> tuple[np.ndarray, np.ndarray]:
@@ -39,7 +43,7 @@ def _search_chunk_torch(block: np.ndarray, queries_dev, k: int, device) -> tuple
     return s.cpu().numpy(), i.cpu().numpy()
 
 
-def knn(db, queries: np.ndarray, k: int, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+def knn(db, queries: np.ndarray, k: int, chunk_rows: int | None = None,
         device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` inner-product neighbours of each query.
 
@@ -47,7 +51,7 @@ def knn(db, queries: np.ndarray, k: int, chunk_rows: int = DEFAULT_CHUNK_ROWS,
         db: ``[N, D]`` database descriptors (array or h5py dataset), read in row chunks.
         queries: ``[Nq, D]`` query descriptors.
         k: neighbours per query (capped at N).
-        chunk_rows: database rows per chunk.
+        chunk_rows: database rows per chunk (default: :func:`default_chunk_rows`).
         device: ``cpu`` (faiss) or ``cuda`` (torch matmul in float16).
 
     Returns:
@@ -55,6 +59,7 @@ def knn(db, queries: np.ndarray, k: int, chunk_rows: int = DEFAULT_CHUNK_ROWS,
     """
     n = db.shape[0]
     k = min(k, n)
+    chunk_rows = chunk_rows or default_chunk_rows(db.shape[1])
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     best_s = np.full((len(queries), 0), -np.inf, dtype=np.float32)
     best_i = np.zeros((len(queries), 0), dtype=np.int64)
@@ -72,3 +77,15 @@ def knn(db, queries: np.ndarray, k: int, chunk_rows: int = DEFAULT_CHUNK_ROWS,
             s, i = _search_chunk_torch(block, q_dev, kk, device)
         best_s, best_i = _merge(np.concatenate([best_s, s], 1), np.concatenate([best_i, i + start], 1), k)
     return best_s, best_i
+
+
+def auto_device() -> str:
+    """``cuda`` when a usable NVIDIA GPU is present, else ``cpu`` (torch is imported only if a GPU
+    device node exists, keeping CPU evaluation light)."""
+    import glob
+
+    if not glob.glob("/dev/nvidia[0-9]*"):
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,82 @@
+"""Evaluation at Pitts250k scale with random unit descriptors: time and peak memory of `wakd evaluate`.
+
+    python bench/bench_eval.py --db 83952 --queries 8280 --dim 4096          # Pitts250k test scale
+    python bench/bench_eval.py --db 250000 --queries 8280 --dim 4096         # 250k database images
+    python bench/bench_eval.py ... --device cuda                             # on a GPU machine
+
+A descriptor file in the `wakd extract` layout is written (random unit vectors, random UTM
+positions in a 3 km square), then `wakd evaluate` runs in a child process whose wall time and peak
+RSS are recorded against the size of the stored descriptors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+STR = h5py.string_dtype("utf-8")
+
+
+def write_random(path: Path, n_db: int, n_q: int, dim: int, dtype: str, seed: int = 0) -> int:
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as f:
+        f.attrs.update({"dataset": "random", "split": "test", "pos_dist_thr": 25.0, "train_pos_dist_thr": 10.0})
+        for group, n in (("db", n_db), ("queries", n_q)):
+            g = f.create_group(group)
+            g.create_dataset("paths", data=np.array([f"{group}/{i:07d}.jpg" for i in range(n)], dtype=object),
+                             dtype=STR)
+            g.create_dataset("utm", data=rng.uniform(0, 3000, (n, 2)))
+            d = g.create_dataset("descriptors", shape=(n, dim), dtype=dtype, chunks=(min(n, 256), dim))
+            for s in range(0, n, 8192):
+                x = rng.standard_normal((min(8192, n - s), dim), dtype=np.float32)
+                d[s:s + len(x)] = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(dtype)
+    return (n_db + n_q) * dim * np.dtype(dtype).itemsize
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--db", type=int, default=83952)
+    ap.add_argument("--queries", type=int, default=8280)
+    ap.add_argument("--dim", type=int, default=4096)
+    ap.add_argument("--dtype", default="float32", choices=["float16", "float32"])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--chunk-rows", type=int, default=None)
+    ap.add_argument("--tmp", default=None, help="folder for the descriptor file (default: a temporary one)")
+    ap.add_argument("--out", default="results/bench/eval.json")
+    args = ap.parse_args()
+
+    tmp = Path(args.tmp or tempfile.mkdtemp(prefix="wakd-bench-eval-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    desc = tmp / f"random_{args.db}x{args.dim}_{args.dtype}.hdf5"
+    t0 = time.perf_counter()
+    nbytes = write_random(desc, args.db, args.queries, args.dim, args.dtype)
+    write_s = time.perf_counter() - t0
+    cmd = [sys.executable, "-m", "wakd.cli", "evaluate", "--descriptors", str(desc), "--model", "random",
+           "--out", str(tmp / "recall.csv"), "--device", args.device]
+    if args.chunk_rows:
+        cmd += ["--chunk-rows", str(args.chunk_rows)]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    eval_s = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    res = {"db": args.db, "queries": args.queries, "dim": args.dim, "dtype": args.dtype, "device": args.device,
+           "descriptor_bytes_gb": round(nbytes / 2**30, 3), "write_seconds": round(write_s, 1),
+           "evaluate_seconds": round(eval_s, 1), "evaluate_peak_rss_gb": round(peak / 2**30, 3),
+           "peak_over_descriptor_bytes": round(peak / nbytes, 2), "date": time.strftime("%Y-%m-%d")}
+    print(json.dumps(res))
+    desc.unlink()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
