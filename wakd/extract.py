@@ -21,14 +21,16 @@ import json
 import logging
 import os
 import time
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
-import torch
 
 from wakd.data.base import PlaceDataset
-from wakd.features import iter_images
 from wakd.utils import WakdError, atomic_path
+
+if TYPE_CHECKING:  # torch is imported only when extracting: evaluation reads these files without it
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ def extract(model: torch.nn.Module, ds: PlaceDataset, out: str | os.PathLike, de
     Returns:
         Counts and images per second.
     """
+    from wakd.features import iter_images
+
     if dtype not in ("float16", "float32"):
         raise WakdError(f"--dtype {dtype!r}: expected float16 or float32")
     stats = {}
