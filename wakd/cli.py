@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from wakd import __version__
@@ -170,6 +171,26 @@ def _search_device(name: str) -> str:
     return auto_device() if name == "auto" else name
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from wakd.provenance import write_run_info
+    from wakd.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        arch=args.arch, dataset=args.dataset, root=args.root, out_dir=args.out_dir, num_clusters=args.num_clusters,
+        clusters=args.clusters, weights=args.weights, arch_kwargs=_arch_kwargs(args), train_split=args.split,
+        val_split=args.val_split, epochs=args.epochs, loss=args.loss, margin=args.margin, optimizer=args.optimizer,
+        lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay, lr_step=args.lr_step,
+        lr_gamma=args.lr_gamma, tuples_per_batch=args.tuples_per_batch, neg_num=args.neg_num,
+        neg_pool=args.neg_pool, cache_size=args.cache_size, queries_per_epoch=args.queries_per_epoch,
+        select_metric=args.select_metric, seed=args.seed, device=args.device, precision=args.precision,
+        workers=args.workers, threads=args.threads, batch_size=args.batch_size, size=_size(args),
+    )
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_run_info(os.path.join(args.out_dir, "train_info.json"), _plain(args), args.seed)
+    train(cfg, resume=args.resume)
+    return 0
+
+
 def _model_options(p: argparse.ArgumentParser, with_clusters: bool) -> None:
     from wakd.models import BACKBONE_NAMES
 
@@ -329,6 +350,37 @@ def build_parser() -> argparse.ArgumentParser:
     summ.add_argument("--rule", default="25m", help="rule plotted (default 25m)")
     summ.add_argument("--condition", default="all", help="condition plotted (default all)")
     summ.set_defaults(func=_cmd_summarize)
+
+    tr = sub.add_parser(
+        "train", help="weakly supervised training (hard-negative mining, triplet / SARE losses)",
+        description="Train backbone + NetVLAD from GPS alone: tuples of a query, its best positive (<10 m) and "
+                    "hard negatives (>25 m) mined with the current model every --cache-size queries; validation "
+                    "Recall@N each epoch selects model_best. Writes checkpoint.pth.tar, model_best.pth.tar, "
+                    "history.csv in --out-dir. Multi-GPU: torchrun --nproc_per_node N -m wakd.cli train ...",
+    )
+    _model_options(tr, with_clusters=True)
+    _data_options(tr, "train")
+    tr.add_argument("--val-split", default="val")
+    tr.add_argument("--out-dir", required=True)
+    tr.add_argument("--resume", help="checkpoint.pth.tar of an interrupted run")
+    tr.add_argument("--epochs", type=int, default=5)
+    tr.add_argument("--loss", default="triplet", choices=["triplet", "sare_joint", "sare_ind"])
+    tr.add_argument("--margin", type=float, default=0.1, help="triplet margin on squared distances")
+    tr.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
+    tr.add_argument("--lr", type=float, default=0.001)
+    tr.add_argument("--momentum", type=float, default=0.9)
+    tr.add_argument("--weight-decay", type=float, default=0.001)
+    tr.add_argument("--lr-step", type=int, default=5, help="epochs between learning-rate decays")
+    tr.add_argument("--lr-gamma", type=float, default=0.5)
+    tr.add_argument("--tuples-per-batch", type=int, default=4)
+    tr.add_argument("--neg-num", type=int, default=10, help="hard negatives per tuple")
+    tr.add_argument("--neg-pool", type=int, default=1000, help="random negative candidates per query")
+    tr.add_argument("--cache-size", type=int, default=1000, help="queries between cache refreshes")
+    tr.add_argument("--queries-per-epoch", type=int, default=None, help="default: all usable queries")
+    tr.add_argument("--select-metric", default="R@5", help="validation metric choosing model_best")
+    tr.add_argument("--threads", type=int, default=None, help="torch threads (set from the Snakemake rule)")
+    _run_options(tr)
+    tr.set_defaults(func=_cmd_train)
 
     prev = sub.add_parser(
         "synth-preview", help="contact sheet of a synthetic city",

@@ -1,0 +1,278 @@
+"""``wakd train``: weakly supervised training of backbone + NetVLAD from GPS alone.
+
+One loop serves the teacher here and the student later (distillation plugs in its own loss):
+
+* each epoch shuffles the usable training queries (seeded by ``(seed, epoch)``) and walks them in
+  chunks of ``cache_size``; before each chunk the current model re-describes what the chunk needs
+  and mines tuples (:mod:`wakd.data.tuples`): 1 query, its best positive, ``neg_num`` hard negatives;
+* batches of ``tuples_per_batch`` tuples are trained with a ranking loss (:mod:`wakd.losses`),
+  SGD (lr 0.001, momentum 0.9, weight decay 0.001, step decay) or Adam, under the chosen autocast;
+* after each epoch, Recall@N on the validation split selects ``model_best`` (by R@5 by default) and
+  a row is added to ``history.csv`` (loss, recalls, time spent refreshing the cache, training,
+  validating);
+* checkpoints are plain state dicts (``torch.load(weights_only=True)``), written atomically each
+  epoch with model, optimiser, scheduler, epoch, RNG state and the hard-negative cache, so
+  ``resume`` continues an interrupted run and reaches the same result (bitwise on CPU);
+* under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in DistributedDataParallel (nccl on
+  GPU, gloo on CPU), each rank mines its own share of the queries, only rank 0 validates and
+  writes; checkpoints hold the unwrapped model's state.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset
+
+from wakd.data import load_dataset
+from wakd.data.base import PlaceDataset
+from wakd.data.loader import ImageList
+from wakd.data.tuples import best_positive, hardest, mining_sets, negative_pool
+from wakd.device import autocast, prepare, resolve_device, resolve_precision, to_input
+from wakd.evaluate import RECALL_VALUES, recall_rows
+from wakd.features import describe_images
+from wakd.losses import get_loss
+from wakd.models.build import build_embednet
+from wakd.search import knn
+from wakd.utils import WakdError, atomic_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (recorded in its checkpoints)."""
+
+    arch: str
+    dataset: str
+    root: str
+    out_dir: str
+    num_clusters: int = 64
+    clusters: str | None = None
+    weights: str | None = None
+    arch_kwargs: dict = field(default_factory=dict)
+    train_split: str = "train"
+    val_split: str = "val"
+    epochs: int = 5
+    loss: str = "triplet"
+    margin: float = 0.1
+    optimizer: str = "sgd"
+    lr: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 0.001
+    lr_step: int = 5
+    lr_gamma: float = 0.5
+    tuples_per_batch: int = 4
+    neg_num: int = 10
+    neg_pool: int = 1000
+    cache_size: int = 1000
+    queries_per_epoch: int | None = None
+    select_metric: str = "R@5"
+    recall_values: tuple[int, ...] = RECALL_VALUES
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    workers: int = 2
+    threads: int | None = None
+    batch_size: int = 32  # for describing images (cache refresh, validation)
+    size: tuple[int, int] | None = None
+
+
+class TupleImages(Dataset):
+    """Images of mined tuples: item i is ``[2 + N, 3, H, W]`` (query, positive, negatives)."""
+
+    def __init__(self, tuples: list[np.ndarray], ds: PlaceDataset, size: tuple[int, int] | None) -> None:
+        self.tuples, self.q, self.db = tuples, ImageList(ds.q_paths, size), ImageList(ds.db_paths, size)
+
+    def __len__(self) -> int:
+        return len(self.tuples)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        t = self.tuples[i]
+        return torch.stack([self.q[int(t[0])][0]] + [self.db[int(j)][0] for j in t[1:]])
+
+
+def _dist_info() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world
+
+
+def _seed_epoch(seed: int, epoch: int) -> np.random.Generator:
+    torch.manual_seed(seed * 100003 + epoch)
+    return np.random.default_rng([seed, epoch])
+
+
+def mine_chunk(model: torch.nn.Module, ds: PlaceDataset, queries: np.ndarray, sets, hard_negs: np.ndarray,
+               cfg: TrainConfig, rng: np.random.Generator, device: torch.device) -> list[np.ndarray]:
+    """Refresh the cache for ``queries`` and return their tuples ``[q, best positive, negatives...]``."""
+    pools = {int(q): negative_pool(rng, ds.num_db, sets.non_negatives[q], cfg.neg_pool, hard_negs[q])
+             for q in queries}
+    need = np.unique(np.concatenate([sets.positives[q] for q in queries] + list(pools.values())))
+    kw = {"batch_size": cfg.batch_size, "workers": cfg.workers, "precision": cfg.precision, "size": cfg.size}
+    db_desc = describe_images(model, [ds.db_paths[i] for i in need], device, **kw)
+    q_desc = describe_images(model, [ds.q_paths[i] for i in queries], device, **kw)
+    row = {int(j): r for r, j in enumerate(need)}
+    tuples = []
+    for qd, q in zip(q_desc, queries):
+        pos = sets.positives[q]
+        p = best_positive(qd, pos, db_desc[[row[int(j)] for j in pos]])
+        cand = pools[int(q)]
+        negs = hardest(qd, cand, db_desc[[row[int(j)] for j in cand]], cfg.neg_num)
+        hard_negs[q] = negs
+        tuples.append(np.concatenate([[q, p], negs]).astype(np.int64))
+    return tuples
+
+
+def validate(model: torch.nn.Module, ds: PlaceDataset, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
+    """Recall@N (25 m rule, all queries) on the validation split."""
+    kw = {"batch_size": cfg.batch_size, "workers": cfg.workers, "precision": cfg.precision, "size": cfg.size}
+    db = describe_images(model, ds.db_paths, device, **kw)
+    q = describe_images(model, ds.q_paths, device, **kw)
+    _, pred = knn(db, q, max(cfg.recall_values))
+    row = next(r for r in recall_rows(pred, ds, "val", cfg.recall_values) if r["rule"] == "25m"
+               and r["condition"] == "all")
+    return {k: v for k, v in row.items() if k.startswith("R@")}
+
+
+def _checkpoint(model, opt, sched, epoch, best, best_epoch, hard_negs, cfg, history) -> dict:
+    return {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "epoch": epoch, "best_metric": best, "best_epoch": best_epoch,
+            "hard_negatives": torch.from_numpy(hard_negs.copy()), "torch_rng": torch.get_rng_state(),
+            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+            "history": history}
+
+
+def _save(obj: dict, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def train(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
+    """Train and write ``checkpoint.pth.tar``, ``model_best.pth.tar`` and ``history.csv`` in ``out_dir``.
+
+    Returns:
+        The last history row.
+
+    Raises:
+        WakdError: bad data (too few positives / negatives), a non-finite loss (the last good
+            checkpoint is kept), or a bad option.
+    """
+    rank, world = _dist_info()
+    device = resolve_device(cfg.device)
+    if world > 1:
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend)
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    cfg.precision = resolve_precision(device, cfg.precision)
+    loss_fn = get_loss(cfg.loss)
+    out = Path(cfg.out_dir)
+    ds = load_dataset(cfg.dataset, cfg.train_split, cfg.root)
+    val = load_dataset(cfg.dataset, cfg.val_split, cfg.root) if rank == 0 else None
+    sets = mining_sets(ds, cfg.neg_num, min_queries=cfg.tuples_per_batch * world)
+
+    torch.manual_seed(cfg.seed)
+    model = build_embednet(cfg.arch, cfg.num_clusters, clusters=cfg.clusters, weights=cfg.weights, **cfg.arch_kwargs)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        raise WakdError(f"--optimizer {cfg.optimizer!r}: expected sgd or adam")
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
+    hard_negs = np.full((ds.num_queries, cfg.neg_num), -1, dtype=np.int64)
+    start, best, best_epoch, history = 0, -math.inf, -1, []
+    if resume:
+        ck = torch.load(resume, map_location="cpu", weights_only=True)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        start, best, best_epoch = ck["epoch"] + 1, ck["best_metric"], ck["best_epoch"]
+        hard_negs, history = ck["hard_negatives"].numpy().copy(), ck["history"]
+        log.info("resumed from %s at epoch %d", resume, start)
+    model = prepare(model, device)
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                    else None) if world > 1 else model
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+
+    for epoch in range(start, cfg.epochs):
+        rng = _seed_epoch(cfg.seed, epoch)
+        queries = rng.permutation(sets.queries)[:cfg.queries_per_epoch][rank::world]
+        t_cache = t_train = 0.0
+        losses = []
+        for c0 in range(0, len(queries), cfg.cache_size):
+            t0 = time.perf_counter()
+            tuples = mine_chunk(model, ds, queries[c0:c0 + cfg.cache_size], sets, hard_negs, cfg, rng, device)
+            t1 = time.perf_counter()
+            t_cache += t1 - t0
+            order = rng.permutation(len(tuples))
+            order = order[:len(order) // cfg.tuples_per_batch * cfg.tuples_per_batch]  # whole batches only
+            loader = DataLoader(TupleImages([tuples[i] for i in order], ds, cfg.size),
+                                batch_size=cfg.tuples_per_batch, num_workers=cfg.workers,
+                                pin_memory=device.type == "cuda")
+            net.train()
+            for x in loader:
+                b, t = x.shape[:2]
+                with autocast(device, cfg.precision):
+                    d = net(to_input(x.flatten(0, 1), device)).float().view(b, t, -1)
+                loss = loss_fn(d[:, 0], d[:, 1], d[:, 2:], cfg.margin)
+                if not torch.isfinite(loss):
+                    raise WakdError(f"loss became {loss.item()} at epoch {epoch}; stopped, the last good checkpoint "
+                                    f"is kept in {out / 'checkpoint.pth.tar'}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+            t_train += time.perf_counter() - t1
+        sched.step()
+        mean_loss = float(np.mean(losses)) if losses else float("nan")
+        if world > 1:
+            stat = torch.tensor([mean_loss], device=device)
+            dist.all_reduce(stat)
+            mean_loss = stat.item() / world
+        if rank == 0:
+            t0 = time.perf_counter()
+            rec = validate(model, val, cfg, device)
+            t_val = time.perf_counter() - t0
+            row = {"epoch": epoch, "loss": mean_loss, "lr": opt.param_groups[0]["lr"], **rec,
+                   "cache_seconds": round(t_cache, 2), "train_seconds": round(t_train, 2),
+                   "val_seconds": round(t_val, 2),
+                   "cache_share": round(t_cache / max(t_cache + t_train, 1e-9), 3)}
+            history.append(row)
+            log.info("epoch %d: loss %.4f, val %s, cache %.0f%% of %.0f s", epoch, mean_loss,
+                     " ".join(f"{k} {100 * v:.1f}" for k, v in rec.items()), 100 * row["cache_share"],
+                     t_cache + t_train)
+            metric = rec[cfg.select_metric]
+            if metric > best:
+                best, best_epoch = metric, epoch
+            ck = _checkpoint(model, opt, sched, epoch, best, best_epoch, hard_negs, cfg, history)
+            _save(ck, out / "checkpoint.pth.tar")
+            if best_epoch == epoch:
+                _save(ck, out / "model_best.pth.tar")
+            _write_history(out / "history.csv", history)
+        if world > 1:
+            dist.barrier()
+    if world > 1:
+        dist.destroy_process_group()
+    return history[-1] if history else {}
+
+
+def _write_history(path: Path, history: list[dict]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(history[0]))
+        w.writeheader()
+        w.writerows(history)
