@@ -211,7 +211,9 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
 
     for epoch in range(start, cfg.epochs):
         rng = _seed_epoch(cfg.seed, epoch)
-        queries = rng.permutation(sets.queries)[:cfg.queries_per_epoch][rank::world]
+        queries = rng.permutation(sets.queries)[:cfg.queries_per_epoch]
+        # the same number of queries on every rank, so that every rank runs the same number of steps
+        queries = queries[:len(queries) // world * world][rank::world]
         t_cache = t_train = 0.0
         losses = []
         for c0 in range(0, len(queries), cfg.cache_size):
