@@ -21,19 +21,21 @@ from wakd.cli import main as wakd
 
 
 def run(city: str, out_dir: Path, name: str, arch: str, k: int, device: str, workers: int,
-        train_args: list[str]) -> dict:
+        train_args: list[str], size: str | None = None) -> dict:
     out = out_dir / name
     out.mkdir(parents=True, exist_ok=True)
-    common = ["--arch", arch, "--num-clusters", str(k), "--device", device, "--workers", str(workers)]
-    clusters = out_dir / f"{arch}_synthetic_{k}_desc_cen.hdf5"
+    sized = ["--size", size] if size else []
+    common = ["--arch", arch, "--num-clusters", str(k), "--device", device, "--workers", str(workers), *sized]
+    clusters = out_dir / f"{arch}_synthetic_{k}_{size or 'native'}_desc_cen.hdf5"
     if not clusters.exists():
         wakd(["cluster", "--arch", arch, "--dataset", "synthetic", "--root", city, "--num-clusters", str(k),
-              "--device", device, "--workers", str(workers), "--out", str(clusters)])
+              "--device", device, "--workers", str(workers), *sized, "--out", str(clusters)])
     t0 = time.perf_counter()
     assert wakd(["train", *common, "--clusters", str(clusters), "--dataset", "synthetic", "--root", city,
                  "--out-dir", str(out / "run"), *train_args]) == 0
     train_s = time.perf_counter() - t0
-    res = {"name": name, "arch": arch, "k": k, "train_args": " ".join(train_args), "train_seconds": round(train_s, 1)}
+    res = {"name": name, "arch": arch, "k": k, "size": size, "train_args": " ".join(train_args),
+           "train_seconds": round(train_s, 1)}
     for tag, model_args in (("init", ["--clusters", str(clusters)]),
                             ("trained", ["--checkpoint", str(out / "run/model_best.pth.tar")])):
         desc = out / f"{tag}_test.hdf5"
@@ -61,7 +63,8 @@ if __name__ == "__main__":
     ap.add_argument("--k", type=int, default=16)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--size", help="resize every image to HxW (clustering, training and extraction)")
     ap.add_argument("train_args", nargs=argparse.REMAINDER, help="options passed to 'wakd train' after --")
     a = ap.parse_args()
     extra = a.train_args[1:] if a.train_args[:1] == ["--"] else a.train_args
-    run(a.city, Path(a.out_dir), a.name, a.arch, a.k, a.device, a.workers, extra)
+    run(a.city, Path(a.out_dir), a.name, a.arch, a.k, a.device, a.workers, extra, a.size)

@@ -33,14 +33,13 @@ def _cmd_data_inspect(args: argparse.Namespace) -> int:
 
 def _cmd_baseline(args: argparse.Namespace) -> int:
     from wakd.data import load_dataset
-    from wakd.provenance import write_run_info
     from wakd.synth.baseline import baseline_table
 
     ds = load_dataset(args.dataset, args.split, args.root)
     table = baseline_table(ds, methods=tuple(args.methods), ns=tuple(args.recall_values))
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp, index=False, float_format="%.4f")
-    write_run_info(f"{args.out}.info.json", _plain(args), None)
+    _provenance(args)
     print(table.to_string(index=False))
     return 0
 
@@ -77,6 +76,7 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
                 num_images=args.num_images, per_image=args.per_image, weights=args.weights, seed=args.seed,
                 device=args.device, batch_size=args.batch_size, workers=args.workers, precision=args.precision,
                 size=_size(args), arch_kwargs=_arch_kwargs(args))
+    _provenance(args)
     return 0
 
 
@@ -99,6 +99,7 @@ def _cmd_pca(args: argparse.Namespace) -> int:
     paths = [pool[i] for i in np.sort(rng.choice(len(pool), n, replace=False))]
     run_pca(model, paths, args.out, args.dim, resolve_device(args.device), batch_size=args.batch_size,
             workers=args.workers, precision=args.precision, size=_size(args))
+    _provenance(args)
     return 0
 
 
@@ -126,7 +127,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     from wakd.evaluate import evaluate_file
     from wakd.extract import read_ground_truth
-    from wakd.provenance import write_run_info
     from wakd.report import prediction_grid
 
     table, pred, scores = evaluate_file(args.descriptors, args.model, tuple(args.recall_values),
@@ -144,7 +144,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         prediction_grid(ds.q_paths, ds.db_paths, pred, ds.positives(), args.figure, num_queries=args.num_queries,
                         num_preds=args.num_preds_to_save, only_wrong=args.only_wrong, seed=args.seed,
                         title=f"{args.model} on {ds.name} {ds.split}")
-    write_run_info(f"{args.out}.info.json", _plain(args), args.seed)
+    _provenance(args)
     print(table.to_string(index=False))
     return 0
 
@@ -157,12 +157,20 @@ def _cmd_summarize(args: argparse.Namespace) -> int:
         table.to_csv(tmp, index=False, float_format="%.4f")
     if args.figure:
         recall_curves(table, args.figure, rule=args.rule, condition=args.condition)
+    _provenance(args)
     print(table.to_string(index=False))
     return 0
 
 
 def _plain(args: argparse.Namespace) -> dict:
     return {k: v for k, v in vars(args).items() if k != "func"}
+
+
+def _provenance(args: argparse.Namespace) -> None:
+    """Write ``OUT.info.json`` beside the command's ``--out``: command, options, seed, versions, commit."""
+    from wakd.provenance import write_run_info
+
+    write_run_info(f"{args.out}.info.json", _plain(args), getattr(args, "seed", None))
 
 
 def _search_device(name: str) -> str:
