@@ -16,7 +16,7 @@ from wakd.data import load_dataset
 from wakd.data.tuples import best_positive, hardest, mining_sets, negative_pool
 from wakd.losses import get_loss
 from wakd.models.build import build_embednet
-from wakd.train import TrainConfig, train
+from wakd.train import TrainConfig, TupleImages, mine_chunk, train
 from wakd.utils import WakdError
 
 
@@ -111,17 +111,33 @@ def test_training_learns_and_resume_is_bitwise(tiny_city, tmp_path, clusters):
                                                              weights_only=True)["model"])
 
 
+def _tuple_loss(model, tuples, ds, cfg):
+    """Mean triplet loss of ``model`` on fixed tuples (eval mode, no grad)."""
+    x = torch.stack([TupleImages(tuples, ds, None)[i] for i in range(len(tuples))])
+    model.eval()
+    with torch.no_grad():
+        d = model(x.flatten(0, 1)).view(x.shape[0], x.shape[1], -1)
+    return get_loss("triplet")(d[:, 0], d[:, 1], d[:, 2:], cfg.margin).item()
+
+
 def test_loss_decreases_and_recall_improves(tiny_city, tmp_path, clusters):
-    cfg = _cfg(tiny_city, tmp_path, clusters, epochs=4, queries_per_epoch=120, lr=1e-3)
-    model = build_embednet("resnet18", 8, clusters=clusters)
-    ds = load_dataset("synthetic", "val", tiny_city)
     from wakd.train import validate
 
-    start = validate(model, ds, cfg, torch.device("cpu"))
+    cfg = _cfg(tiny_city, tmp_path, clusters, epochs=4, queries_per_epoch=120, lr=1e-3)
+    ds = load_dataset("synthetic", "train", tiny_city)
+    val = load_dataset("synthetic", "val", tiny_city)
+    torch.manual_seed(0)
+    start_model = build_embednet("resnet18", 8, clusters=clusters)
+    sets = mining_sets(ds, cfg.neg_num)
+    hard = np.full((ds.num_queries, cfg.neg_num), -1)
+    fixed = mine_chunk(start_model, ds, sets.queries[:32], sets, hard, cfg, np.random.default_rng(1),
+                       torch.device("cpu"))  # tuples that are hard for the starting model
+    start_loss = _tuple_loss(start_model, fixed, ds, cfg)
+    start_recall = validate(start_model, val, cfg, torch.device("cpu"))
     train(cfg)
-    hist = pd.read_csv(tmp_path / "run/history.csv")
-    assert hist["loss"].iloc[-1] < hist["loss"].iloc[0]
-    assert hist["R@5"].max() > start["R@5"]
+    trained = build_embednet("resnet18", 8, checkpoint=tmp_path / "run/checkpoint.pth.tar")
+    assert _tuple_loss(trained, fixed, ds, cfg) < start_loss
+    assert pd.read_csv(tmp_path / "run/history.csv")["R@5"].max() > start_recall["R@5"]
 
 
 def test_non_finite_loss_stops_and_keeps_checkpoint(tiny_city, tmp_path, clusters):
