@@ -82,19 +82,24 @@ def evaluation_rules(ds: PlaceDataset) -> list[tuple[str, float | None]]:
     return rules
 
 
+def recall_by_condition(pred: np.ndarray, ds: PlaceDataset, max_yaw_diff: float | None = None,
+                        ns: tuple[int, ...] = RECALL_VALUES) -> dict[str, tuple[int, dict[int, float]]]:
+    """``{condition: (queries, {N: recall})}`` for ``all`` and each recorded condition, under one rule."""
+    groups = [("all", np.arange(ds.num_queries))]
+    if ds.q_conditions is not None:
+        conds = np.asarray(ds.q_conditions)
+        groups += [(c, np.flatnonzero(conds == c)) for c in sorted(set(conds.tolist()))]
+    pos = ds.positives(max_yaw_diff=max_yaw_diff)
+    return {cond: (len(sel), recall_at_n(pred[sel], [pos[i] for i in sel], ns)) for cond, sel in groups}
+
+
 def recall_rows(pred: np.ndarray, ds: PlaceDataset, model: str, ns: tuple[int, ...] = RECALL_VALUES) -> list[dict]:
     """Recall@N rows for every rule and condition (see the module docstring)."""
-    conds = np.asarray(ds.q_conditions) if ds.q_conditions is not None else None
-    groups = [("all", np.arange(ds.num_queries))]
-    if conds is not None:
-        groups += [(c, np.flatnonzero(conds == c)) for c in sorted(set(conds.tolist()))]
     rows = []
     for rule, yaw in evaluation_rules(ds):
-        pos = ds.positives(max_yaw_diff=yaw)
-        for cond, sel in groups:
-            r = recall_at_n(pred[sel], [pos[i] for i in sel], ns)
+        for cond, (n_q, r) in recall_by_condition(pred, ds, yaw, ns).items():
             rows.append({"model": model, "dataset": ds.name, "split": ds.split, "rule": rule, "condition": cond,
-                         **{f"R@{n}": r[n] for n in ns}, "queries": len(sel)})
+                         **{f"R@{n}": r[n] for n in ns}, "queries": n_q})
     return rows
 
 

@@ -111,15 +111,19 @@ def _seed_epoch(seed: int, epoch: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch])
 
 
+def _describe_options(cfg: TrainConfig) -> dict:
+    """How images are described for the cache and for validation."""
+    return {"batch_size": cfg.batch_size, "workers": cfg.workers, "precision": cfg.precision, "size": cfg.size}
+
+
 def mine_chunk(model: torch.nn.Module, ds: PlaceDataset, queries: np.ndarray, sets, hard_negs: np.ndarray,
                cfg: TrainConfig, rng: np.random.Generator, device: torch.device) -> list[np.ndarray]:
     """Refresh the cache for ``queries`` and return their tuples ``[q, best positive, negatives...]``."""
     pools = {int(q): negative_pool(rng, ds.num_db, sets.non_negatives[q], cfg.neg_pool, hard_negs[q])
              for q in queries}
     need = np.unique(np.concatenate([sets.positives[q] for q in queries] + list(pools.values())))
-    kw = {"batch_size": cfg.batch_size, "workers": cfg.workers, "precision": cfg.precision, "size": cfg.size}
-    db_desc = describe_images(model, [ds.db_paths[i] for i in need], device, **kw)
-    q_desc = describe_images(model, [ds.q_paths[i] for i in queries], device, **kw)
+    db_desc = describe_images(model, [ds.db_paths[i] for i in need], device, **_describe_options(cfg))
+    q_desc = describe_images(model, [ds.q_paths[i] for i in queries], device, **_describe_options(cfg))
     row = {int(j): r for r, j in enumerate(need)}
     tuples = []
     for qd, q in zip(q_desc, queries):
@@ -134,9 +138,8 @@ def mine_chunk(model: torch.nn.Module, ds: PlaceDataset, queries: np.ndarray, se
 
 def validate(model: torch.nn.Module, ds: PlaceDataset, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
     """Recall@N (25 m rule, all queries) on the validation split."""
-    kw = {"batch_size": cfg.batch_size, "workers": cfg.workers, "precision": cfg.precision, "size": cfg.size}
-    db = describe_images(model, ds.db_paths, device, **kw)
-    q = describe_images(model, ds.q_paths, device, **kw)
+    db = describe_images(model, ds.db_paths, device, **_describe_options(cfg))
+    q = describe_images(model, ds.q_paths, device, **_describe_options(cfg))
     _, pred = knn(db, q, max(cfg.recall_values))
     row = next(r for r in recall_rows(pred, ds, "val", cfg.recall_values) if r["rule"] == "25m"
                and r["condition"] == "all")

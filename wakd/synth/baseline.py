@@ -16,7 +16,7 @@ from PIL import Image
 
 from wakd.data.base import PlaceDataset
 from wakd.data.images import load_image
-from wakd.evaluate import RECALL_VALUES, evaluation_rules, recall_at_n, recall_rows
+from wakd.evaluate import RECALL_VALUES, evaluation_rules, recall_by_condition, recall_rows
 from wakd.search import knn
 
 THUMB_SIZE = (16, 12)  # PIL (width, height)
@@ -57,14 +57,7 @@ def baseline_recalls(ds: PlaceDataset, method: str = "thumbnail", ns: tuple[int,
         ``{"all": {N: r}, "day": {...}, ...}`` (conditions only when the dataset records them).
     """
     pred = baseline_predictions(ds, method, max(ns))
-    pos = ds.positives(max_yaw_diff=max_yaw_diff)
-    out = {"all": recall_at_n(pred, pos, ns)}
-    if ds.q_conditions is not None:
-        conds = np.asarray(ds.q_conditions)
-        for c in sorted(set(ds.q_conditions)):
-            sel = np.flatnonzero(conds == c)
-            out[c] = recall_at_n(pred[sel], [pos[i] for i in sel], ns)
-    return out
+    return {cond: r for cond, (_n, r) in recall_by_condition(pred, ds, max_yaw_diff, ns).items()}
 
 
 def chance_recall(ds: PlaceDataset, n: int = 1, max_yaw_diff: float | None = None) -> float:
