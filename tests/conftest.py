@@ -91,3 +91,36 @@ def tiny_city(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth") / "tiny"
     generate(out, preset="tiny", seed=0, workers=min(2, os.cpu_count() or 1))
     return out
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_workflow_config() -> dict:
+    """A config/tiny.yaml for the pipeline on the tiny city: every stage runs, in seconds each."""
+    train = {"epochs": 1, "optimizer": "adam", "lr": 0.001, "weight_decay": 0.0, "tuples_per_batch": 4,
+             "neg_num": 4, "neg_pool": 60, "cache_size": 32, "queries_per_epoch": 32}
+    return {
+        "synthetic": {"preset": "tiny", "seed": 0},
+        "cluster": {"num_images": 40, "per_image": 10},
+        "loader_workers": 0,
+        "models": {"synthetic": {
+            "size": "64x88",
+            "teacher": {"arch": "resnet18", "num_clusters": 8, "train": dict(train)},
+            "student": {"arch": "mobilenetv3_small", "num_clusters": 8, "train": {**train, "kd_weight": 100.0}},
+        }},
+    }
+
+
+def workflow_copy(dest: Path, config: dict) -> Path:
+    """Copy the workflow and library to ``dest`` and write ``config/tiny.yaml`` there."""
+    import shutil
+
+    import yaml
+
+    dest.mkdir(parents=True)
+    for item in ("Snakefile", "workflow", "config", "wakd", "profiles", "environment.yml"):
+        src = REPO / item
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / item)
+    (dest / "config/tiny.yaml").write_text(yaml.safe_dump(config))
+    return dest

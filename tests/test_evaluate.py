@@ -7,7 +7,8 @@ import pytest
 
 from wakd.cli import main
 from wakd.data import load_dataset
-from wakd.evaluate import dedup_predictions, evaluate_file, panorama_ids, recall_at_n
+from wakd.evaluate import dedup_predictions, evaluate_file, panorama_ids
+from wakd.recall import recall_at_n
 from wakd.search import knn
 from wakd.utils import WakdError
 

@@ -179,11 +179,9 @@ def _search_device(name: str) -> str:
     return auto_device() if name == "auto" else name
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from wakd.provenance import write_run_info
-    from wakd.train import TrainConfig, train
-
-    cfg = TrainConfig(
+def _train_settings(args: argparse.Namespace) -> dict:
+    """The TrainConfig fields shared by ``wakd train`` and ``wakd distill``."""
+    return dict(
         arch=args.arch, dataset=args.dataset, root=args.root, out_dir=args.out_dir, num_clusters=args.num_clusters,
         clusters=args.clusters, weights=args.weights, arch_kwargs=_arch_kwargs(args), train_split=args.split,
         val_split=args.val_split, epochs=args.epochs, loss=args.loss, margin=args.margin, optimizer=args.optimizer,
@@ -193,9 +191,47 @@ def _cmd_train(args: argparse.Namespace) -> int:
         select_metric=args.select_metric, seed=args.seed, device=args.device, precision=args.precision,
         workers=args.workers, threads=args.threads, batch_size=args.batch_size, size=_size(args),
     )
+
+
+def _record_run(args: argparse.Namespace, name: str) -> None:
+    from wakd.provenance import write_run_info
+
     if int(os.environ.get("RANK", "0")) == 0:
-        write_run_info(os.path.join(args.out_dir, "train_info.json"), _plain(args), args.seed)
+        write_run_info(os.path.join(args.out_dir, name), _plain(args), args.seed)
+
+
+def _cmd_fingerprint(args: argparse.Namespace) -> int:
+    from wakd.fingerprint import PACKAGE_DIR, fingerprint, stage_modules
+
+    package_dir = args.package_dir or PACKAGE_DIR
+    for stage in args.stages:
+        print(f"{stage}\t{fingerprint(stage, package_dir)}")
+        if args.files:
+            for path in stage_modules(stage, package_dir):
+                print(f"  {path}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from wakd.train import TrainConfig, train
+
+    cfg = TrainConfig(**_train_settings(args))
+    _record_run(args, "train_info.json")
     train(cfg, resume=args.resume)
+    return 0
+
+
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from wakd.distill import DistillConfig, distill
+
+    teacher_kwargs = None
+    if args.teacher_arch and args.teacher_arch.startswith("resnet"):
+        teacher_kwargs = {"last_layer": args.teacher_last_layer}
+    cfg = DistillConfig(**_train_settings(args), teacher=args.teacher, teacher_arch=args.teacher_arch,
+                        teacher_num_clusters=args.teacher_num_clusters, teacher_arch_kwargs=teacher_kwargs,
+                        kd_weight=args.kd_weight)
+    _record_run(args, "distill_info.json")
+    distill(cfg, resume=args.resume)
     return 0
 
 
@@ -232,6 +268,30 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="data-loader worker processes")
     p.add_argument("--size", help="resize images to HxW (default: keep)")
     p.add_argument("--seed", type=int, default=0)
+
+
+def _training_options(p: argparse.ArgumentParser, loss: str) -> None:
+    p.add_argument("--val-split", default="val")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--resume", help="checkpoint.pth.tar of an interrupted run")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--loss", default=loss, choices=["triplet", "sare_joint", "sare_ind"],
+                   help=f"ranking loss (default {loss})")
+    p.add_argument("--margin", type=float, default=0.1, help="triplet margin on squared distances")
+    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
+    p.add_argument("--lr", type=float, default=0.001)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=0.001)
+    p.add_argument("--lr-step", type=int, default=5, help="epochs between learning-rate decays")
+    p.add_argument("--lr-gamma", type=float, default=0.5)
+    p.add_argument("--tuples-per-batch", type=int, default=4)
+    p.add_argument("--neg-num", type=int, default=10, help="hard negatives per tuple")
+    p.add_argument("--neg-pool", type=int, default=1000, help="random negative candidates per query")
+    p.add_argument("--cache-size", type=int, default=1000, help="queries between cache refreshes")
+    p.add_argument("--queries-per-epoch", type=int, default=None, help="default: all usable queries")
+    p.add_argument("--select-metric", default="R@5", help="validation metric choosing model_best")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (set from the Snakemake rule)")
+    _run_options(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -368,27 +428,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _model_options(tr, with_clusters=True)
     _data_options(tr, "train")
-    tr.add_argument("--val-split", default="val")
-    tr.add_argument("--out-dir", required=True)
-    tr.add_argument("--resume", help="checkpoint.pth.tar of an interrupted run")
-    tr.add_argument("--epochs", type=int, default=5)
-    tr.add_argument("--loss", default="triplet", choices=["triplet", "sare_joint", "sare_ind"])
-    tr.add_argument("--margin", type=float, default=0.1, help="triplet margin on squared distances")
-    tr.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
-    tr.add_argument("--lr", type=float, default=0.001)
-    tr.add_argument("--momentum", type=float, default=0.9)
-    tr.add_argument("--weight-decay", type=float, default=0.001)
-    tr.add_argument("--lr-step", type=int, default=5, help="epochs between learning-rate decays")
-    tr.add_argument("--lr-gamma", type=float, default=0.5)
-    tr.add_argument("--tuples-per-batch", type=int, default=4)
-    tr.add_argument("--neg-num", type=int, default=10, help="hard negatives per tuple")
-    tr.add_argument("--neg-pool", type=int, default=1000, help="random negative candidates per query")
-    tr.add_argument("--cache-size", type=int, default=1000, help="queries between cache refreshes")
-    tr.add_argument("--queries-per-epoch", type=int, default=None, help="default: all usable queries")
-    tr.add_argument("--select-metric", default="R@5", help="validation metric choosing model_best")
-    tr.add_argument("--threads", type=int, default=None, help="torch threads (set from the Snakemake rule)")
-    _run_options(tr)
+    _training_options(tr, loss="triplet")
     tr.set_defaults(func=_cmd_train)
+
+    di = sub.add_parser(
+        "distill", help="attention-based knowledge distillation of a student from a frozen teacher (WAKD)",
+        description="Train the student (backbone + NetVLAD) with the teacher-training loop and the loss "
+                    "hard_loss + kd_weight * (MSE of batch Gram matrices of NetVLAD residuals + of attention maps) "
+                    "against the frozen --teacher. --kd-weight 0 trains the same student without distillation. "
+                    "Writes checkpoint.pth.tar, model_best.pth.tar, history.csv, steps.csv in --out-dir. "
+                    "Multi-GPU: torchrun --nproc_per_node N -m wakd.cli distill ...",
+    )
+    _model_options(di, with_clusters=True)
+    _data_options(di, "train")
+    di.add_argument("--teacher", required=True, help="the teacher's checkpoint (model_best.pth.tar of wakd train, "
+                                                     "or an OpenIBL checkpoint with --teacher-arch)")
+    di.add_argument("--teacher-arch", help="teacher backbone when the checkpoint does not record it")
+    di.add_argument("--teacher-num-clusters", type=int, help="teacher NetVLAD K when not recorded")
+    di.add_argument("--teacher-last-layer", type=int, default=3, choices=[3, 4], help="resnet* teacher cut")
+    di.add_argument("--kd-weight", type=float, default=100.0, help="weight of the KD terms (default 100; 0: no KD)")
+    _training_options(di, loss="sare_ind")
+    di.set_defaults(func=_cmd_distill)
+
+    from wakd.fingerprint import STAGES
+
+    fp = sub.add_parser(
+        "fingerprint", help="hash of the library code a pipeline stage depends on",
+        description="Print, per stage, 16 hex digits of SHA-256 over the source of the stage's modules and every "
+                    "wakd module they import (transitively). The Snakemake rules pass it as a parameter, so "
+                    "editing a stage's code reruns that stage and what follows, and nothing else.",
+    )
+    fp.add_argument("stages", nargs="+", choices=list(STAGES), metavar="STAGE",
+                    help=f"one of: {', '.join(STAGES)}")
+    fp.add_argument("--files", action="store_true", help="also list the source files hashed")
+    fp.add_argument("--package-dir", help="the wakd package folder to hash (default: the installed one)")
+    fp.set_defaults(func=_cmd_fingerprint)
 
     prev = sub.add_parser(
         "synth-preview", help="contact sheet of a synthetic city",

@@ -1,4 +1,6 @@
-"""Recall@N: exact nearest-neighbour search and the Pittsburgh 25 m rule; ``wakd evaluate``.
+"""``wakd evaluate``: exact nearest-neighbour search of a descriptor file and its Recall@N table.
+
+The metric itself is :mod:`wakd.recall`.
 
 A query counts as correct at N when any of its top-N predictions is a positive; queries without
 any positive count as misses (the gmberton convention), so recall never exceeds the fraction of
@@ -22,41 +24,9 @@ import os
 import numpy as np
 import pandas as pd
 
-from wakd.data.base import PlaceDataset
+from wakd.recall import RECALL_VALUES, recall_rows
 
 log = logging.getLogger(__name__)
-
-RECALL_VALUES = (1, 5, 10, 20)
-VIEW_AWARE_YAW = 45.0
-
-
-def recall_at_n(predictions: np.ndarray, positives: list[np.ndarray],
-                ns: tuple[int, ...] = RECALL_VALUES) -> dict[int, float]:
-    """Fraction of queries with a positive among their first N predictions, for each N.
-
-    Args:
-        predictions: ``[Nq, K]`` database indices, best first.
-        positives: per query, the database indices that count as correct (may be empty).
-        ns: the N values (each at most K).
-
-    Returns:
-        ``{N: recall in [0, 1]}``.
-    """
-    predictions = np.asarray(predictions)
-    if len(predictions) != len(positives):
-        raise ValueError(f"{len(predictions)} prediction rows for {len(positives)} queries")
-    if len(predictions) == 0:
-        return {n: 0.0 for n in ns}
-    if max(ns) > predictions.shape[1]:
-        raise ValueError(f"Recall@{max(ns)} needs at least {max(ns)} predictions per query, "
-                         f"got {predictions.shape[1]}")
-    first_hit = np.full(len(predictions), np.inf)
-    for i, (pred, pos) in enumerate(zip(predictions, positives)):
-        hit = np.flatnonzero(np.isin(pred, pos))
-        if len(hit):
-            first_hit[i] = hit[0]
-    return {n: float((first_hit < n).mean()) for n in ns}
-
 
 def panorama_ids(db_utm: np.ndarray) -> np.ndarray:
     """Panorama index of each database image: images at the same UTM position (to the centimetre)."""
@@ -72,35 +42,6 @@ def dedup_predictions(pred: np.ndarray, pano: np.ndarray, k: int) -> np.ndarray:
         keep = row[np.sort(first)][:k]
         out[r, :len(keep)] = keep
     return out
-
-
-def evaluation_rules(ds: PlaceDataset) -> list[tuple[str, float | None]]:
-    """(rule name, max yaw difference) pairs that apply to ``ds``."""
-    rules: list[tuple[str, float | None]] = [("25m", None)]
-    if ds.db_yaw is not None and ds.q_yaw is not None:
-        rules.append((f"25m+yaw{VIEW_AWARE_YAW:g}", VIEW_AWARE_YAW))
-    return rules
-
-
-def recall_by_condition(pred: np.ndarray, ds: PlaceDataset, max_yaw_diff: float | None = None,
-                        ns: tuple[int, ...] = RECALL_VALUES) -> dict[str, tuple[int, dict[int, float]]]:
-    """``{condition: (queries, {N: recall})}`` for ``all`` and each recorded condition, under one rule."""
-    groups = [("all", np.arange(ds.num_queries))]
-    if ds.q_conditions is not None:
-        conds = np.asarray(ds.q_conditions)
-        groups += [(c, np.flatnonzero(conds == c)) for c in sorted(set(conds.tolist()))]
-    pos = ds.positives(max_yaw_diff=max_yaw_diff)
-    return {cond: (len(sel), recall_at_n(pred[sel], [pos[i] for i in sel], ns)) for cond, sel in groups}
-
-
-def recall_rows(pred: np.ndarray, ds: PlaceDataset, model: str, ns: tuple[int, ...] = RECALL_VALUES) -> list[dict]:
-    """Recall@N rows for every rule and condition (see the module docstring)."""
-    rows = []
-    for rule, yaw in evaluation_rules(ds):
-        for cond, (n_q, r) in recall_by_condition(pred, ds, yaw, ns).items():
-            rows.append({"model": model, "dataset": ds.name, "split": ds.split, "rule": rule, "condition": cond,
-                         **{f"R@{n}": r[n] for n in ns}, "queries": n_q})
-    return rows
 
 
 def evaluate_file(descriptors: str | os.PathLike, model: str, ns: tuple[int, ...] = RECALL_VALUES,

@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -38,10 +39,10 @@ from wakd.data.base import PlaceDataset
 from wakd.data.loader import ImageList
 from wakd.data.tuples import best_positive, hardest, mining_sets, negative_pool
 from wakd.device import autocast, prepare, resolve_device, resolve_precision, to_input
-from wakd.evaluate import RECALL_VALUES, recall_rows
 from wakd.features import describe_images
 from wakd.losses import get_loss
 from wakd.models.build import build_embednet
+from wakd.recall import RECALL_VALUES, recall_rows
 from wakd.search import knn
 from wakd.utils import WakdError, atomic_path
 
@@ -85,6 +86,28 @@ class TrainConfig:
     threads: int | None = None
     batch_size: int = 32  # for describing images (cache refresh, validation)
     size: tuple[int, int] | None = None
+
+
+class RankingObjective:
+    """The teacher's objective: a weakly supervised ranking loss on the tuples' descriptors.
+
+    An objective maps a batch of tuples to a dict of scalar tensors whose ``"loss"`` is optimised;
+    the other entries are logged (distillation adds its terms, :mod:`wakd.distill`).
+    """
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.loss_fn, self.margin = get_loss(cfg.loss), cfg.margin
+
+    def ranking_loss(self, desc: torch.Tensor, b: int, t: int) -> torch.Tensor:
+        d = desc.float().view(b, t, -1)
+        return self.loss_fn(d[:, 0], d[:, 1], d[:, 2:], self.margin)
+
+    def __call__(self, net: torch.nn.Module, x: torch.Tensor, b: int, t: int, device: torch.device,
+                 precision: str) -> dict[str, torch.Tensor]:
+        """Losses of ``b`` tuples of ``t`` images each, ``x`` being their ``[b*t, 3, H, W]`` images."""
+        with autocast(device, precision):
+            desc = net(x)
+        return {"loss": self.ranking_loss(desc, b, t)}
 
 
 class TupleImages(Dataset):
@@ -159,8 +182,16 @@ def _save(obj: dict, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def train(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
-    """Train and write ``checkpoint.pth.tar``, ``model_best.pth.tar`` and ``history.csv`` in ``out_dir``.
+def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
+          objective: Callable[[torch.device], Callable] | None = None) -> dict:
+    """Train and write ``checkpoint.pth.tar``, ``model_best.pth.tar``, ``history.csv`` (per epoch)
+    and ``steps.csv`` (every step's loss terms) in ``out_dir``.
+
+    Args:
+        cfg: the run's settings.
+        resume: ``checkpoint.pth.tar`` of an interrupted run.
+        objective: ``objective(device)`` returns the per-batch objective (see
+            :class:`RankingObjective`, the default); distillation passes its own.
 
     Returns:
         The last history row.
@@ -180,7 +211,7 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     cfg.precision = resolve_precision(device, cfg.precision)
-    loss_fn = get_loss(cfg.loss)
+    step_losses = objective(device) if objective is not None else RankingObjective(cfg)
     out = Path(cfg.out_dir)
     ds = load_dataset(cfg.dataset, cfg.train_split, cfg.root)
     val = load_dataset(cfg.dataset, cfg.val_split, cfg.root) if rank == 0 else None
@@ -197,7 +228,7 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
         raise WakdError(f"--optimizer {cfg.optimizer!r}: expected sgd or adam")
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
     hard_negs = np.full((ds.num_queries, cfg.neg_num), -1, dtype=np.int64)
-    start, best, best_epoch, history = 0, -math.inf, -1, []
+    start, best, best_epoch, history, steps = 0, -math.inf, -1, [], []
     if resume:
         ck = torch.load(resume, map_location="cpu", weights_only=True)
         model.load_state_dict(ck["model"])
@@ -205,6 +236,7 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
         sched.load_state_dict(ck["scheduler"])
         start, best, best_epoch = ck["epoch"] + 1, ck["best_metric"], ck["best_epoch"]
         hard_negs, history = ck["hard_negatives"].numpy().copy(), ck["history"]
+        steps = _read_steps(out / "steps.csv", before_epoch=start)
         log.info("resumed from %s at epoch %d", resume, start)
     model = prepare(model, device)
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
@@ -218,7 +250,7 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
         # the same number of queries on every rank, so that every rank runs the same number of steps
         queries = queries[:len(queries) // world * world][rank::world]
         t_cache = t_train = 0.0
-        losses = []
+        terms: dict[str, list[float]] = {}
         for c0 in range(0, len(queries), cfg.cache_size):
             t0 = time.perf_counter()
             tuples = mine_chunk(model, ds, queries[c0:c0 + cfg.cache_size], sets, hard_negs, cfg, rng, device)
@@ -232,28 +264,32 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
             net.train()
             for x in loader:
                 b, t = x.shape[:2]
-                with autocast(device, cfg.precision):
-                    d = net(to_input(x.flatten(0, 1), device)).float().view(b, t, -1)
-                loss = loss_fn(d[:, 0], d[:, 1], d[:, 2:], cfg.margin)
+                parts = step_losses(net, to_input(x.flatten(0, 1), device), b, t, device, cfg.precision)
+                loss = parts["loss"]
                 if not torch.isfinite(loss):
                     raise WakdError(f"loss became {loss.item()} at epoch {epoch}; stopped, the last good checkpoint "
                                     f"is kept in {out / 'checkpoint.pth.tar'}")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                losses.append(loss.item())
+                values = {k: v.item() for k, v in parts.items()}
+                for k, v in values.items():
+                    terms.setdefault(k, []).append(v)
+                if rank == 0:
+                    steps.append({"epoch": epoch, "step": len(terms["loss"]) - 1, **values})
             t_train += time.perf_counter() - t1
         sched.step()
-        mean_loss = float(np.mean(losses)) if losses else float("nan")
+        means = {k: float(np.mean(v)) for k, v in terms.items()} or {"loss": float("nan")}
         if world > 1:
-            stat = torch.tensor([mean_loss], device=device)
+            stat = torch.tensor(list(means.values()), device=device, dtype=torch.float64)
             dist.all_reduce(stat)
-            mean_loss = stat.item() / world
+            means = dict(zip(means, (stat / world).tolist()))
+        mean_loss = means["loss"]
         if rank == 0:
             t0 = time.perf_counter()
             rec = validate(model, val, cfg, device)
             t_val = time.perf_counter() - t0
-            row = {"epoch": epoch, "loss": mean_loss, "lr": opt.param_groups[0]["lr"], **rec,
+            row = {"epoch": epoch, **means, "lr": opt.param_groups[0]["lr"], **rec,
                    "cache_seconds": round(t_cache, 2), "train_seconds": round(t_train, 2),
                    "val_seconds": round(t_val, 2),
                    "cache_share": round(t_cache / max(t_cache + t_train, 1e-9), 3)}
@@ -269,11 +305,21 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
             if best_epoch == epoch:
                 _save(ck, out / "model_best.pth.tar")
             _write_history(out / "history.csv", history)
+            _write_history(out / "steps.csv", steps)
         if world > 1:
             dist.barrier()
     if world > 1:
         dist.destroy_process_group()
     return history[-1] if history else {}
+
+
+def _read_steps(path: Path, before_epoch: int) -> list[dict]:
+    """Rows of an interrupted run's ``steps.csv`` up to its last checkpoint."""
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        rows = [{k: (int(v) if k in ("epoch", "step") else float(v)) for k, v in r.items()} for r in csv.DictReader(fh)]
+    return [r for r in rows if r["epoch"] < before_epoch]
 
 
 def _write_history(path: Path, history: list[dict]) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from wakd.data.base import CONDITIONS, DatasetError, PlaceDataset
 from wakd.data.folder import load_folder
-from wakd.data.pittsburgh import load_pittsburgh
+from wakd.data.pittsburgh import find_pitts_files, load_pittsburgh
 from wakd.data.synthetic import load_synthetic
 from wakd.data.tokyo import load_tokyo247, load_tokyotm
 
@@ -42,4 +43,27 @@ def load_dataset(name: str, split: str, root: str | os.PathLike = DEFAULT_DATA_R
     return _LOADERS[name](root, split, check_images)
 
 
-__all__ = ["CONDITIONS", "DEFAULT_DATA_ROOT", "DatasetError", "PlaceDataset", "list_datasets", "load_dataset"]
+def locate_dataset(name: str, split: str, root: str | os.PathLike = DEFAULT_DATA_ROOT) -> Path:
+    """The index file (``.mat``) of a public dataset split, without reading it.
+
+    Lets a workflow check, before planning anything, that the data is where the loaders will look.
+
+    Raises:
+        DatasetError: the file is missing; the message says where to put which files.
+    """
+    root = Path(root)
+    if name in ("pitts30k", "pitts250k"):
+        return find_pitts_files(root, name.removeprefix("pitts"), split)[0]
+    if name in ("tokyo247", "tokyoTM"):
+        mat = root / "tokyo" / "raw" / ("tokyo247.mat" if name == "tokyo247" else f"tokyoTM_{split}.mat")
+        folder = "tokyo247/{images,query}/" if name == "tokyo247" else "tokyoTM/images/"
+        if not mat.is_file():
+            raise DatasetError(f"{name} {split}: {mat} not found. Put {mat.name} and {folder} under "
+                               f"{mat.parent}/ (see README, 'Real datasets')")
+        return mat
+    raise DatasetError(f"locate_dataset: {name!r} is not a public dataset; expected pitts30k, pitts250k, "
+                       "tokyo247 or tokyoTM")
+
+
+__all__ = ["CONDITIONS", "DEFAULT_DATA_ROOT", "DatasetError", "PlaceDataset", "list_datasets", "load_dataset",
+           "locate_dataset"]

@@ -16,7 +16,7 @@ from PIL import Image
 
 from wakd.data.base import PlaceDataset
 from wakd.data.images import load_image
-from wakd.evaluate import RECALL_VALUES, evaluation_rules, recall_by_condition, recall_rows
+from wakd.recall import RECALL_VALUES, evaluation_rules, recall_by_condition, recall_rows
 from wakd.search import knn
 
 THUMB_SIZE = (16, 12)  # PIL (width, height)

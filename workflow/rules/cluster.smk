@@ -1,20 +1,31 @@
-rule cluster_synthetic:
+rule cluster:
     input:
-        city=SYNTH_DIR,
-        weights=lambda wc: weights_inputs(wc.arch),
+        data=lambda wc: dataset_inputs(wc.trainset, "train"),
+        weights=lambda wc: weights_inputs(arch_net(wc.trainset, wc.arch)),
     output:
-        "results/clusters/{arch}_synthetic_{k}_desc_cen.hdf5",
+        "results/clusters/{arch}_{trainset}_{k}_desc_cen.hdf5",
+    log:
+        "results/logs/cluster_{arch}_{trainset}_{k}.log",
+    benchmark:
+        "results/benchmarks/cluster_{arch}_{trainset}_{k}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 4
+    resources:
+        gpu=gpus("cluster"),
+        runtime=30,
+        mem_mb=4000,
     params:
-        weights=lambda wc: weights_option(wc.arch),
+        device=device_option("cluster"),
+        code=code("cluster"),
+        root=lambda wc: dataset_root(wc.trainset),
+        weights=lambda wc: weights_option(arch_net(wc.trainset, wc.arch)),
+        size=lambda wc: size_option(wc.trainset),
         num_images=config["cluster"]["num_images"],
         per_image=config["cluster"]["per_image"],
         workers=config["loader_workers"],
-    threads: workflow.cores
-    log:
-        "results/logs/cluster_{arch}_synthetic_{k}.log",
-    benchmark:
-        "results/benchmarks/cluster_{arch}_synthetic_{k}.tsv"
     shell:
-        "wakd --log-file {log} cluster --arch {wildcards.arch} {params.weights} --dataset synthetic "
-        "--root {input.city} --split train --num-clusters {wildcards.k} --num-images {params.num_images} "
-        "--per-image {params.per_image} --workers {params.workers} --out {output}"
+        "wakd --log-file {log} cluster {params.device} --arch {wildcards.arch} {params.weights} "
+        "--dataset {wildcards.trainset} --root {params.root} --split train --num-clusters {wildcards.k} "
+        "--num-images {params.num_images} --per-image {params.per_image} {params.size} "
+        "--workers {params.workers} --out {output}"

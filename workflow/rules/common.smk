@@ -1,53 +1,158 @@
 # Config validation (defaults filled in by the schema) and the helpers every rule file uses.
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from wakd.data import DatasetError, locate_dataset
+from wakd.fingerprint import PACKAGE_DIR, fingerprint
 
 validate(config, schema="../schemas/config.schema.yaml")
 
 SYNTH = config["synthetic"]
 SYNTH_DIR = f"resources/synthetic/{SYNTH['preset']}-seed{SYNTH['seed']}"
 SPLITS = ["train", "val", "test"]
-ROLES = list(config["models"])  # teacher, student
+DATA_ROOT = config["data_root"]
+# Public benchmarks (evaluated on their test split) and the dataset their networks are trained on
+# (Pittsburgh 30k, as in NetVLAD / OpenIBL / WAKD). The synthetic city trains and tests on itself.
+BENCHMARKS = ["pitts30k", "pitts250k", "tokyo247"]
+BENCHMARK_TRAIN = "pitts30k"
+# What each results table compares: the teacher as initialised (ImageNet weights or random, plus
+# NetVLAD from k-means), the trained teacher, the student distilled from it, and the same student
+# trained without distillation (the ablation).
+MODELS = {
+    "teacher_init": "teacher",
+    "teacher": "teacher",
+    "student_kd": "student",
+    "student_nokd": "student",
+}
 
 
 wildcard_constraints:
-    role="|".join(ROLES),
+    model="|".join(MODELS),
+    variant="kd|nokd",
     split="train|val|test",
+    dataset="|".join(["synthetic", *BENCHMARKS]),
+    trainset=f"synthetic|{BENCHMARK_TRAIN}",
+
+
+# The library code each stage runs: hashed from the wakd/ beside this Snakefile when there is one
+# (a checkout), else from the installed package. A rule passes code("stage") as a parameter, so an
+# edit to that code reruns the stage (Snakemake's params trigger) and what depends on its outputs.
+CODE_DIR = Path(workflow.basedir) / "wakd"
+
+
+def code(stage):
+    return fingerprint(stage, CODE_DIR if CODE_DIR.is_dir() else PACKAGE_DIR)
+
+
+def setup(dataset):
+    """The networks and settings of a dataset: `synthetic` for the city, `benchmark` otherwise."""
+    return config["models"]["synthetic" if dataset == "synthetic" else "benchmark"]
+
+
+def trainset(dataset):
+    return "synthetic" if dataset == "synthetic" else BENCHMARK_TRAIN
+
+
+def dataset_root(dataset):
+    return SYNTH_DIR if dataset == "synthetic" else DATA_ROOT
+
+
+def dataset_inputs(dataset, split):
+    """The files a stage reading `dataset` depends on; fails at once, saying where the data goes."""
+    if dataset == "synthetic":
+        return [SYNTH_DIR]
+    try:
+        return [str(locate_dataset(dataset, split, DATA_ROOT))]
+    except DatasetError as exc:
+        raise WorkflowError(
+            f"{dataset} is not in the data root '{DATA_ROOT}' (config key data_root): {exc}"
+        )
+
+
+def gpus(stage):
+    return config["gpus"][stage]
+
+
+def device_option(stage):
+    """CPU stages say so (a GPU visible to a CPU job is not used behind the scheduler's back); GPU
+    stages take the GPU torch sees (`auto`: CUDA if present, logged)."""
+    return "--device auto" if gpus(stage) else "--device cpu"
+
+
+def launcher(stage):
+    """`wakd`, or `torchrun` with one process per GPU for multi-GPU training stages."""
+    n = gpus(stage)
+    return (
+        f"torchrun --standalone --nproc_per_node {n} -m wakd.cli" if n > 1 else "wakd"
+    )
 
 
 def synth_size_option():
-    """`--size HxW` when the config overrides the preset's image size."""
+    """`--size HxW` when the config overrides the preset's rendered image size."""
     return f"--size {SYNTH['size']}" if SYNTH["size"] else ""
+
+
+def size_option(dataset):
+    """`--size HxW` resizing every image the networks see, when the setup asks for it."""
+    size = setup(dataset)["size"]
+    return f"--size {size}" if size else ""
 
 
 def recall_values():
     return " ".join(str(n) for n in config["evaluation"]["recall_values"])
 
 
-def model_cfg(wildcards):
-    return config["models"][wildcards.role]
+def net(dataset, role):
+    """Config of the teacher or student used for `dataset`."""
+    return setup(dataset)[role]
 
 
-def clusters_file(wildcards):
-    m = model_cfg(wildcards)
-    return f"results/clusters/{m['arch']}_synthetic_{m['num_clusters']}_desc_cen.hdf5"
+def arch_net(dataset, arch):
+    """The configured network (teacher first) with this backbone."""
+    return next(
+        net(dataset, r)
+        for r in ("teacher", "student")
+        if net(dataset, r)["arch"] == arch
+    )
 
 
-def weights_option(arch):
-    """`--weights PATH` for the first configured model of this backbone that names a weights file."""
-    for m in config["models"].values():
-        if m["arch"] == arch and m["weights"]:
-            return f"--weights {m['weights']}"
-    return ""
+def clusters_path(train_on, role):
+    m = net(train_on, role)
+    return f"results/clusters/{m['arch']}_{train_on}_{m['num_clusters']}_desc_cen.hdf5"
 
 
-def weights_inputs(arch):
-    return [m["weights"] for m in config["models"].values() if m["arch"] == arch and m["weights"]][:1]
+def checkpoint_path(train_on, model):
+    """The trained weights behind a result row (None: evaluated as initialised)."""
+    if model == "teacher_init":
+        return None
+    return f"results/train/{train_on}/{model.replace('_init', '')}/model_best.pth.tar"
 
 
-def model_label(role):
-    m = config["models"][role]
-    return f"{role}-{m['arch']}-untrained"
+def weights_option(m):
+    return f"--weights {m['weights']}" if m["weights"] else ""
+
+
+def weights_inputs(m):
+    return [m["weights"]] if m["weights"] else []
+
+
+def cli_options(options, **override):
+    """`--key value` for each entry of a config block of command options (keys with underscores)."""
+    merged = {**options, **override}
+    return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in merged.items())
+
+
+def model_label(dataset, model):
+    return f"{model}-{net(dataset, MODELS[model])['arch']}"
+
+
+def summary_inputs(dataset):
+    rows = expand(f"results/{dataset}/{{model}}_test_recall.csv", model=MODELS)
+    return (
+        ["results/synthetic_baseline_recall.csv"] if dataset == "synthetic" else []
+    ) + rows
 
 
 def default_targets():
@@ -57,5 +162,5 @@ def default_targets():
         expand("results/synthetic/inspect_{split}.json", split=SPLITS),
         "results/synthetic_recall.csv",
         "results/synthetic_recall.png",
-        expand("results/synthetic/{role}_test_predictions.png", role=ROLES),
+        expand("results/synthetic/{model}_test_predictions.png", model=MODELS),
     ]

@@ -1,15 +1,18 @@
 rule synth:
     output:
         city=directory(SYNTH_DIR),
-    params:
-        preset=SYNTH["preset"],
-        seed=SYNTH["seed"],
-        size=synth_size_option(),
-    threads: workflow.cores
     log:
         "results/logs/synth.log",
     benchmark:
         "results/benchmarks/synth.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 4
+    params:
+        code=code("synth"),
+        preset=SYNTH["preset"],
+        seed=SYNTH["seed"],
+        size=synth_size_option(),
     shell:
         "wakd --log-file {log} synth --out {output.city} --preset {params.preset} --seed {params.seed} "
         "{params.size} --workers {threads} --overwrite"
@@ -24,6 +27,10 @@ rule inspect_synthetic:
         "results/logs/inspect_synthetic_{split}.log",
     benchmark:
         "results/benchmarks/inspect_synthetic_{split}.tsv"
+    conda:
+        "../../environment.yml"
+    params:
+        code=code("inspect"),
     shell:
         "wakd --log-file {log} data inspect --dataset synthetic --split {wildcards.split} "
         "--root {input.city} --out {output}"

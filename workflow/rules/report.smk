@@ -1,13 +1,16 @@
-rule summarize_synthetic:
+rule summarize:
     input:
-        "results/synthetic_baseline_recall.csv",
-        expand("results/synthetic/{role}_test_recall.csv", role=ROLES),
+        lambda wc: summary_inputs(wc.dataset),
     output:
-        csv="results/synthetic_recall.csv",
-        figure="results/synthetic_recall.png",
+        csv="results/{dataset}_recall.csv",
+        figure="results/{dataset}_recall.png",
     log:
-        "results/logs/summarize_synthetic.log",
+        "results/logs/summarize_{dataset}.log",
     benchmark:
-        "results/benchmarks/summarize_synthetic.tsv"
+        "results/benchmarks/summarize_{dataset}.tsv"
+    conda:
+        "../../environment.yml"
+    params:
+        code=code("summarize"),
     shell:
         "wakd --log-file {log} summarize --csv {input} --out {output.csv} --figure {output.figure}"

@@ -1,0 +1,183 @@
+"""WAKD distillation: attention maps, Gram matrices, the KD loss and a short distillation run (CPU)."""
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from wakd.cluster import run_cluster
+from wakd.distill import DistillConfig, DistillObjective, distill, gram, kd_terms, load_teacher
+from wakd.models.attention import attention_map, channel_weights
+from wakd.models.build import build_embednet
+from wakd.train import TrainConfig, train
+from wakd.utils import WakdError
+
+
+def test_attention_map_properties():
+    torch.manual_seed(0)
+    feats = torch.randn(3, 16, 5, 7, requires_grad=True)
+    att = attention_map(feats)
+    assert att.shape == (3, 35)
+    assert (att >= 0).all()
+    assert torch.allclose(att.max(dim=1).values, torch.ones(3))
+    # gradients of a loss on the map reach the features (the student learns through A)
+    att.sum().backward()
+    assert feats.grad is not None and feats.grad.abs().sum() > 0
+    # a zero map stays zero rather than dividing by zero
+    assert torch.equal(attention_map(torch.zeros(1, 4, 2, 2)), torch.zeros(1, 4))
+
+
+def test_attention_weights_are_the_softmax_gradient():
+    torch.manual_seed(1)
+    feats = torch.randn(2, 6, 3, 4)
+    w = channel_weights(feats)
+    assert not w.requires_grad
+    a = feats.clamp_min(0)
+    p = a.mean(dim=(2, 3)).softmax(dim=1)
+    m = p.argmax(dim=1)
+    # d max_c p / d A_c(h,w) = p_m (delta_cm - p_c) / (H W), uniform over space
+    expected = p.gather(1, m[:, None]) * (torch.nn.functional.one_hot(m, 6) - p) / 12
+    assert torch.allclose(w, expected, atol=1e-7)
+    cam = torch.relu((a * w[:, :, None, None]).mean(dim=1)).flatten(1)
+    assert torch.allclose(attention_map(feats), cam / cam.max(dim=1, keepdim=True).values)
+
+
+def test_gram_is_symmetric_cosine_similarity():
+    torch.manual_seed(2)
+    x = torch.randn(5, 3, 4) * torch.tensor([1.0, 10.0, 0.1, 3.0, 7.0])[:, None, None]
+    g = gram(x)
+    flat = x.flatten(1)
+    unit = flat / flat.norm(dim=1, keepdim=True)
+    assert g.shape == (5, 5)
+    assert torch.allclose(g, g.T)
+    assert torch.allclose(g.diagonal(), torch.ones(5))
+    assert torch.allclose(g, unit @ unit.T)
+    assert torch.allclose(gram(x * 4.0), g, atol=1e-6)  # invariant to each image's scale
+    assert torch.equal(gram(torch.zeros(2, 3))[0], torch.zeros(2))
+
+
+def test_kd_loss_zero_for_same_features_positive_otherwise():
+    torch.manual_seed(3)
+    out = {"vlad_intra": torch.nn.functional.normalize(torch.randn(4, 8, 16), dim=2),
+           "features": torch.randn(4, 16, 5, 5)}
+    same = kd_terms(out, {k: v.clone() for k, v in out.items()})
+    assert same["kd_vlad"].item() == pytest.approx(0.0, abs=1e-12)
+    assert same["kd_att"].item() == pytest.approx(0.0, abs=1e-12)
+    # a teacher of another size (K, channels, resolution) is still comparable through the Gram matrices
+    other = {"vlad_intra": torch.nn.functional.normalize(torch.randn(4, 16, 32), dim=2),
+             "features": torch.randn(4, 32, 8, 10)}
+    diff = kd_terms(out, other)
+    assert diff["kd_vlad"].item() > 0 and diff["kd_att"].item() > 0
+
+
+def test_no_gradient_reaches_the_teacher():
+    torch.manual_seed(4)
+    student = build_embednet("mobilenetv3_small", 4)
+    teacher = build_embednet("resnet18", 4)  # parameters left trainable on purpose
+    cfg = DistillConfig(arch="mobilenetv3_small", dataset="synthetic", root=".", out_dir=".", kd_weight=100.0)
+    obj = DistillObjective(cfg, teacher, torch.device("cpu"))
+    student.train()
+    parts = obj(student, torch.randn(2 * 4, 3, 64, 64), 2, 4, torch.device("cpu"), "fp32")
+    assert set(parts) == {"loss", "hard_loss", "kd_vlad", "kd_att"}
+    assert parts["loss"].item() == pytest.approx(
+        parts["hard_loss"].item() + 100 * (parts["kd_vlad"].item() + parts["kd_att"].item()), rel=1e-5)
+    parts["loss"].backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert not teacher.training
+    assert sum(p.grad.abs().sum().item() for p in student.parameters() if p.grad is not None) > 0
+
+
+@pytest.fixture(scope="module")
+def trained_teacher(tiny_city, tmp_path_factory):
+    base = tmp_path_factory.mktemp("teacher")
+    clu = base / "resnet18_8.hdf5"
+    run_cluster("resnet18", "synthetic", str(tiny_city), clu, num_clusters=8, num_images=60, per_image=20, workers=0)
+    train(TrainConfig(arch="resnet18", dataset="synthetic", root=str(tiny_city), out_dir=str(base / "run"),
+                      num_clusters=8, clusters=str(clu), epochs=1, optimizer="adam", lr=1e-3, weight_decay=0.0,
+                      tuples_per_batch=4, neg_num=4, neg_pool=60, cache_size=40, queries_per_epoch=32, workers=0,
+                      precision="fp32", recall_values=(1, 5)))
+    return base / "run/model_best.pth.tar"
+
+
+@pytest.fixture(scope="module")
+def student_clusters(tiny_city, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sclu") / "mobilenetv3_small_8.hdf5"
+    run_cluster("mobilenetv3_small", "synthetic", str(tiny_city), out, num_clusters=8, num_images=60, per_image=6,
+                workers=0)
+    return out
+
+
+def _dcfg(tiny_city, out, clusters, teacher, **kw):
+    base = dict(arch="mobilenetv3_small", dataset="synthetic", root=str(tiny_city), out_dir=str(out),
+                num_clusters=8, clusters=str(clusters), teacher=str(teacher), epochs=1, optimizer="adam", lr=1e-3,
+                weight_decay=0.0, tuples_per_batch=4, neg_num=4, neg_pool=60, cache_size=40, queries_per_epoch=32,
+                workers=0, precision="fp32", recall_values=(1, 5))
+    base.update(kw)
+    return DistillConfig(**base)
+
+
+def test_distill_run_writes_loadable_checkpoint_and_logs_terms(tiny_city, tmp_path, trained_teacher, student_clusters):
+    teacher_before = torch.load(trained_teacher, weights_only=True)["model"]
+    distill(_dcfg(tiny_city, tmp_path / "kd", student_clusters, trained_teacher, epochs=2))
+    steps = pd.read_csv(tmp_path / "kd/steps.csv")
+    assert list(steps.columns) == ["epoch", "step", "loss", "hard_loss", "kd_vlad", "kd_att"]
+    assert len(steps) == 2 * 32 // 4 and set(steps["epoch"]) == {0, 1}
+    assert (steps["kd_vlad"] > 0).all() and (steps["kd_att"] >= 0).all()
+    assert steps["loss"].to_numpy() == pytest.approx(
+        (steps["hard_loss"] + 100 * (steps["kd_vlad"] + steps["kd_att"])).to_numpy(), rel=1e-4)
+    hist = pd.read_csv(tmp_path / "kd/history.csv")
+    assert {"loss", "hard_loss", "kd_vlad", "kd_att", "R@1", "R@5"} <= set(hist.columns) and len(hist) == 2
+    ck = torch.load(tmp_path / "kd/model_best.pth.tar", weights_only=True)
+    assert ck["config"]["teacher"] == str(trained_teacher) and ck["config"]["kd_weight"] == 100.0
+    student = build_embednet("mobilenetv3_small", 8, checkpoint=tmp_path / "kd/model_best.pth.tar")
+    assert all(torch.equal(v, ck["model"][k]) for k, v in student.state_dict().items())
+    # the teacher file is untouched, and distillation with kd_weight 0 (the ablation) differs from KD
+    teacher_after = torch.load(trained_teacher, weights_only=True)["model"]
+    assert all(torch.equal(v, teacher_before[k]) for k, v in teacher_after.items())
+    distill(_dcfg(tiny_city, tmp_path / "nokd", student_clusters, trained_teacher, epochs=2, kd_weight=0.0))
+    s0 = pd.read_csv(tmp_path / "nokd/steps.csv")
+    assert s0["loss"].to_numpy() == pytest.approx(s0["hard_loss"].to_numpy())
+    assert s0["hard_loss"].iloc[0] == pytest.approx(steps["hard_loss"].iloc[0], rel=1e-5)  # same start, same tuples
+    assert s0["hard_loss"].iloc[1] != pytest.approx(steps["hard_loss"].iloc[1], rel=1e-4)  # then KD changes it
+
+    # resume after epoch 0 continues to the same student
+    distill(_dcfg(tiny_city, tmp_path / "part", student_clusters, trained_teacher, epochs=1))
+    distill(_dcfg(tiny_city, tmp_path / "part", student_clusters, trained_teacher, epochs=2),
+            resume=tmp_path / "part/checkpoint.pth.tar")
+    a = torch.load(tmp_path / "kd/checkpoint.pth.tar", weights_only=True)["model"]
+    b = torch.load(tmp_path / "part/checkpoint.pth.tar", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert pd.read_csv(tmp_path / "part/steps.csv").equals(steps)
+
+
+def test_teacher_errors(tmp_path, trained_teacher):
+    with pytest.raises(WakdError, match="no such checkpoint"):
+        load_teacher(tmp_path / "missing.pth.tar")
+    bare = tmp_path / "bare.pth"
+    torch.save(torch.load(trained_teacher, weights_only=True)["model"], bare)
+    with pytest.raises(WakdError, match="does not record its architecture; give --teacher-arch"):
+        load_teacher(bare)
+    teacher = load_teacher(bare, arch="resnet18", num_clusters=8, arch_kwargs={"last_layer": 3})
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    with pytest.raises(WakdError, match="shape"):
+        load_teacher(bare, arch="resnet18", num_clusters=16)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="torchrun on Linux")
+def test_torchrun_two_processes_distill(tiny_city, tmp_path, trained_teacher, student_clusters):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29534",
+           "-m", "wakd.cli", "distill", "--arch", "mobilenetv3_small", "--num-clusters", "8",
+           "--clusters", str(student_clusters), "--teacher", str(trained_teacher), "--dataset", "synthetic",
+           "--root", str(tiny_city), "--out-dir", str(out), "--epochs", "1", "--optimizer", "adam",
+           "--neg-num", "4", "--neg-pool", "60", "--cache-size", "40", "--queries-per-epoch", "32",
+           "--workers", "0", "--threads", "1", "--precision", "fp32", "--device", "cpu"]
+    res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    ck = torch.load(out / "checkpoint.pth.tar", weights_only=True)
+    assert list(ck["model"]) == list(build_embednet("mobilenetv3_small", 8).state_dict())
+    assert {"kd_vlad", "kd_att"} <= set(pd.read_csv(out / "history.csv").columns)
+    assert (out / "distill_info.json").exists()

@@ -1,0 +1,136 @@
+"""The Snakemake pipeline on the tiny synthetic city: a full run, then exact invalidation.
+
+The repository (Snakefile, workflow/, config/, wakd/) is copied to a temporary folder; the chain
+runs there once, then each change below is made to the copy and ``snakemake -n`` must plan exactly
+the stages it invalidates (code fingerprints, config params), and nothing else.
+"""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import tiny_workflow_config, workflow_copy
+
+
+def _snakemake(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/tiny.yaml", *args]
+    return subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
+
+
+def planned(repo: Path) -> dict[str, int]:
+    """``{rule: jobs}`` that ``snakemake -n`` plans (``all`` left out)."""
+    res = _snakemake(repo, "-n")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    text = res.stdout + res.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:", 1)[1]
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M))
+    return {rule: int(n) for rule, n in jobs.items() if rule not in ("all", "total")}
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    repo = workflow_copy(tmp_path_factory.mktemp("wf") / "repo", tiny_workflow_config())
+    res = _snakemake(repo)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-5000:]
+    return repo
+
+
+def test_pipeline_runs_end_to_end(pipeline):
+    table = pd.read_csv(pipeline / "results/synthetic_recall.csv")
+    models = set(table["model"])
+    assert {"teacher_init-resnet18", "teacher-resnet18", "student_kd-mobilenetv3_small",
+            "student_nokd-mobilenetv3_small", "thumbnail"} <= models
+    assert table[["R@1", "R@5"]].apply(lambda c: c.between(0, 1)).all().all()
+    assert (pipeline / "results/synthetic_recall.png").stat().st_size > 0
+    steps = pd.read_csv(pipeline / "results/train/synthetic/student_nokd/steps.csv")
+    assert (steps["loss"] == steps["hard_loss"]).all()  # the ablation trains without KD
+    assert planned(pipeline) == {}
+
+
+def _edit(path: Path):
+    original = path.read_text()
+    path.write_text(original + "\n# edited by test_workflow\n")
+    return lambda: path.write_text(original)
+
+
+def test_editing_distillation_code_reruns_distillation_onward(pipeline):
+    undo = _edit(pipeline / "wakd/models/attention.py")
+    try:
+        assert planned(pipeline) == {"distill_student": 2, "extract": 2,
+                                     "evaluate": 2, "summarize": 1}
+    finally:
+        undo()
+    assert planned(pipeline) == {}
+
+
+def test_editing_evaluation_code_reruns_evaluation_only(pipeline):
+    undo = _edit(pipeline / "wakd/evaluate.py")
+    try:
+        assert planned(pipeline) == {"evaluate": 4, "summarize": 1}
+    finally:
+        undo()
+
+
+def test_editing_training_code_reruns_teacher_and_students(pipeline):
+    undo = _edit(pipeline / "wakd/losses.py")
+    try:
+        plan = planned(pipeline)
+    finally:
+        undo()
+    assert plan == {"train_teacher": 1, "distill_student": 2, "extract": 3,
+                    "evaluate": 3, "summarize": 1}
+
+
+def _with_config(repo: Path, change) -> dict[str, int]:
+    path = repo / "config/tiny.yaml"
+    original = path.read_text()
+    cfg = yaml.safe_load(original)
+    change(cfg["models"]["synthetic"])
+    path.write_text(yaml.safe_dump(cfg))
+    try:
+        return planned(repo)
+    finally:
+        path.write_text(original)
+
+
+def test_kd_weight_reruns_the_distilled_student_only(pipeline):
+    plan = _with_config(pipeline, lambda m: m["student"]["train"].update(kd_weight=50.0))
+    # the no-KD ablation runs with kd_weight 0 whatever the config says
+    assert plan == {"distill_student": 1, "extract": 1, "evaluate": 1,
+                    "summarize": 1}
+
+
+def test_teacher_backbone_reruns_everything_downstream(pipeline):
+    plan = _with_config(pipeline, lambda m: m["teacher"].update(arch="resnet50"))
+    assert plan == {"cluster": 1, "train_teacher": 1, "distill_student": 2,
+                    "extract": 4, "evaluate": 4, "summarize": 1}
+
+
+def test_real_benchmark_fails_fast_without_data_then_plans_the_chain(tmp_path):
+    from conftest import make_pitts_root
+
+    cfg = tiny_workflow_config()
+    cfg["data_root"] = str(tmp_path / "data")
+    cfg["models"]["benchmark"] = {"teacher": {"arch": "vgg16", "weights": ""},
+                                  "student": {"arch": "mobilenetv3_large", "weights": ""}}
+    repo = workflow_copy(tmp_path / "repo", cfg)
+    res = _snakemake(repo, "-n", "results/pitts250k_recall.csv")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "pitts250k is not in the data root" in out and "pitts250k_test.mat not found" in out
+    assert "Put the files under" in out
+    for split in ("train", "val", "test"):
+        make_pitts_root(tmp_path / "data", "30k", split)
+    make_pitts_root(tmp_path / "data", "250k", "test")
+    res = _snakemake(repo, "-n", "results/pitts250k_recall.csv")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    plan = dict(re.findall(r"^(\w+)\s+(\d+)$", (res.stdout + res.stderr).split("Job stats:", 1)[1], flags=re.M))
+    assert {k: int(v) for k, v in plan.items() if k != "total"} == {
+        "cluster": 2, "train_teacher": 1, "distill_student": 2, "extract": 4, "evaluate": 4, "summarize": 1}
+    assert "results/clusters/vgg16_pitts30k_64_desc_cen.hdf5" in res.stdout + res.stderr
