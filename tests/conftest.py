@@ -104,8 +104,10 @@ def tiny_workflow_config() -> dict:
         "synthetic": {"preset": "tiny", "seed": 0},
         "cluster": {"num_images": 40, "per_image": 10},
         "loader_workers": 0,
+        "pca": {"num_images": 100},
         "models": {"synthetic": {
             "size": "64x88",
+            "pca_dim": 16,
             "teacher": {"arch": "resnet18", "num_clusters": 8, "train": dict(train)},
             "student": {"arch": "mobilenetv3_small", "num_clusters": 8, "train": {**train, "kd_weight": 100.0}},
         }},

@@ -95,9 +95,13 @@ def test_extract_evaluate_figures_end_to_end(tiny_city, tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
     # the same file evaluated with de-duplication: every query keeps distinct panoramas
-    _, dedup, _ = evaluate_file(desc, "random", dedup_panoramas=True)
+    _, dedup, dscores = evaluate_file(desc, "random", dedup_panoramas=True)
     pano = panorama_ids(ds.db_utm)
     assert all(len(set(pano[r[r >= 0]])) == (r >= 0).sum() for r in dedup)
+    # each kept prediction keeps its similarity, best first; padding alone is NaN
+    assert np.isfinite(dscores[dedup >= 0]).all() and np.isnan(dscores[dedup < 0]).all()
+    kept = dscores[:, :3]
+    assert (np.diff(kept[np.isfinite(kept).all(axis=1)], axis=1) <= 1e-6).all()
 
 
 def test_evaluate_rejects_non_descriptor_file(tmp_path):

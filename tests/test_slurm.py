@@ -74,7 +74,7 @@ def test_pipeline_runs_as_slurm_jobs(slurm_cluster, tmp_path):
     for j in jobs:
         rule = j["comment"].removeprefix("rule_").split("_wildcards_")[0]
         ran.setdefault(rule, []).append(j)
-    expected = {"synth", "inspect_synthetic", "baseline_synthetic", "cluster", "train_teacher",
+    expected = {"synth", "inspect_synthetic", "baseline_synthetic", "cluster", "train_teacher", "pca",
                 "distill_student", "extract", "evaluate", "summarize"}
     assert expected <= set(ran), (sorted(ran), acct)
     assert len(ran["distill_student"]) == 2 and len(ran["extract"]) == 4

@@ -162,4 +162,6 @@ def test_torchrun_two_processes_gloo(tiny_city, tmp_path, clusters):
     ck = torch.load(out / "checkpoint.pth.tar", weights_only=True)
     single = build_embednet("resnet18", 8).state_dict()
     assert list(ck["model"]) == list(single)  # no "module." prefixes
+    # both ranks' hard negatives are in the checkpoint: 16 queries each
+    assert int((ck["hard_negatives"][:, 0] >= 0).sum()) == 32
     assert len(pd.read_csv(out / "history.csv")) == 1

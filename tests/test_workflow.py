@@ -53,6 +53,30 @@ def test_pipeline_runs_end_to_end(pipeline):
     assert planned(pipeline) == {}
 
 
+def test_every_stage_records_provenance(pipeline):
+    import json
+
+    records = ["results/synthetic/inspect_test.json.info.json", "results/synthetic_baseline_recall.csv.info.json",
+               "results/clusters/resnet18_synthetic_8_desc_cen.hdf5.info.json",
+               "results/train/synthetic/teacher/train_info.json",
+               "results/train/synthetic/student_kd/distill_info.json",
+               "results/descriptors/student_kd_synthetic_test.hdf5.info.json",
+               "results/synthetic/student_kd_test_recall.csv.info.json", "results/synthetic_recall.csv.info.json",
+               "resources/synthetic/tiny-seed0/synth_info.json"]
+    for rel in records:
+        info = json.loads((pipeline / rel).read_text())
+        assert {"config", "packages", "git_commit", "date"} <= set(info), rel
+        assert "torch" in info["packages"], rel
+
+
+def test_report_holds_the_recall_table_and_figures(pipeline):
+    res = _snakemake(pipeline, "--report", "report.html")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    html = (pipeline / "report.html").read_text()
+    assert "synthetic_recall.csv" in html and "synthetic_recall.png" in html
+    assert "student_kd_test_predictions.png" in html
+
+
 def _edit(path: Path):
     original = path.read_text()
     path.write_text(original + "\n# edited by test_workflow\n")
@@ -62,8 +86,8 @@ def _edit(path: Path):
 def test_editing_distillation_code_reruns_distillation_onward(pipeline):
     undo = _edit(pipeline / "wakd/models/attention.py")
     try:
-        assert planned(pipeline) == {"distill_student": 2, "extract": 2,
-                                     "evaluate": 2, "summarize": 1}
+        assert planned(pipeline) == {"distill_student": 2, "pca": 2, "extract": 2, "evaluate": 2,
+                                     "summarize": 1}
     finally:
         undo()
     assert planned(pipeline) == {}
@@ -83,8 +107,8 @@ def test_editing_training_code_reruns_teacher_and_students(pipeline):
         plan = planned(pipeline)
     finally:
         undo()
-    assert plan == {"train_teacher": 1, "distill_student": 2, "extract": 3,
-                    "evaluate": 3, "summarize": 1}
+    assert plan == {"train_teacher": 1, "distill_student": 2, "pca": 3, "extract": 3, "evaluate": 3,
+                    "summarize": 1}
 
 
 def _with_config(repo: Path, change) -> dict[str, int]:
@@ -102,14 +126,13 @@ def _with_config(repo: Path, change) -> dict[str, int]:
 def test_kd_weight_reruns_the_distilled_student_only(pipeline):
     plan = _with_config(pipeline, lambda m: m["student"]["train"].update(kd_weight=50.0))
     # the no-KD ablation runs with kd_weight 0 whatever the config says
-    assert plan == {"distill_student": 1, "extract": 1, "evaluate": 1,
-                    "summarize": 1}
+    assert plan == {"distill_student": 1, "pca": 1, "extract": 1, "evaluate": 1, "summarize": 1}
 
 
 def test_teacher_backbone_reruns_everything_downstream(pipeline):
     plan = _with_config(pipeline, lambda m: m["teacher"].update(arch="resnet50"))
-    assert plan == {"cluster": 1, "train_teacher": 1, "distill_student": 2,
-                    "extract": 4, "evaluate": 4, "summarize": 1}
+    assert plan == {"cluster": 1, "train_teacher": 1, "distill_student": 2, "pca": 3, "extract": 4,
+                    "evaluate": 4, "summarize": 1}
 
 
 def test_real_benchmark_fails_fast_without_data_then_plans_the_chain(tmp_path):
@@ -132,5 +155,6 @@ def test_real_benchmark_fails_fast_without_data_then_plans_the_chain(tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     plan = dict(re.findall(r"^(\w+)\s+(\d+)$", (res.stdout + res.stderr).split("Job stats:", 1)[1], flags=re.M))
     assert {k: int(v) for k, v in plan.items() if k != "total"} == {
-        "cluster": 2, "train_teacher": 1, "distill_student": 2, "extract": 4, "evaluate": 4, "summarize": 1}
+        "cluster": 2, "train_teacher": 1, "distill_student": 2, "pca": 3, "extract": 4, "evaluate": 4,
+        "summarize": 1}
     assert "results/clusters/vgg16_pitts30k_64_desc_cen.hdf5" in res.stdout + res.stderr

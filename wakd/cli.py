@@ -26,6 +26,7 @@ def _cmd_data_inspect(args: argparse.Namespace) -> int:
     if args.out:
         with atomic_path(args.out) as tmp:
             tmp.write_text(text)
+        _provenance(args)
     else:
         sys.stdout.write(text)
     return 0
@@ -81,10 +82,9 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
 
 
 def _cmd_pca(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from wakd.data import load_dataset
     from wakd.device import resolve_device
+    from wakd.features import sample_paths
     from wakd.models.build import build_embednet
     from wakd.pca import run_pca
     from wakd.utils import seed_everything
@@ -93,10 +93,7 @@ def _cmd_pca(args: argparse.Namespace) -> int:
     model = build_embednet(args.arch, args.num_clusters, clusters=args.clusters, weights=args.weights,
                            checkpoint=args.checkpoint, **_arch_kwargs(args))
     ds = load_dataset(args.dataset, args.split, args.root)
-    rng = np.random.default_rng(args.seed)
-    pool = ds.db_paths + ds.q_paths
-    n = min(args.num_images, len(pool))
-    paths = [pool[i] for i in np.sort(rng.choice(len(pool), n, replace=False))]
+    paths = sample_paths(ds.db_paths + ds.q_paths, args.num_images, args.seed)
     run_pca(model, paths, args.out, args.dim, resolve_device(args.device), batch_size=args.batch_size,
             workers=args.workers, precision=args.precision, size=_size(args))
     _provenance(args)

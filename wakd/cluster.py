@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from wakd.data import load_dataset
 from wakd.device import resolve_device
-from wakd.features import map_images
+from wakd.features import map_images, sample_paths
 from wakd.models.backbones import create_model
 from wakd.models.weights import load_weights
 from wakd.utils import WakdError, atomic_path, seed_everything
@@ -63,9 +63,7 @@ def run_cluster(arch: str, dataset: str, root: str, out: str | os.PathLike, spli
     """Sample local features of a backbone on a training split and write ``*_desc_cen.hdf5``."""
     seed_everything(seed)
     ds = load_dataset(dataset, split, root)
-    rng = np.random.default_rng(seed)
-    n = min(num_images, ds.num_db)
-    paths = [ds.db_paths[i] for i in np.sort(rng.choice(ds.num_db, n, replace=False))]
+    paths = sample_paths(ds.db_paths, num_images, seed)
     backbone = create_model(arch, **(arch_kwargs or {}))
     if weights:
         load_weights(backbone, weights)
@@ -79,7 +77,7 @@ def run_cluster(arch: str, dataset: str, root: str, out: str | os.PathLike, spli
         with h5py.File(tmp, "w") as f:
             f.create_dataset("descriptors", data=desc.astype(np.float32))
             f.create_dataset("centroids", data=centroids.astype(np.float32))
-            f.attrs.update({"arch": arch, "dataset": dataset, "split": split, "num_images": n,
+            f.attrs.update({"arch": arch, "dataset": dataset, "split": split, "num_images": len(paths),
                             "per_image": per_image, "seed": seed, "weights": str(weights or "")})
     log.info("wrote %s: %d descriptors of dim %d, %d centroids", out, *desc.shape, num_clusters)
-    return {"descriptors": int(len(desc)), "dim": int(desc.shape[1]), "images": n}
+    return {"descriptors": int(len(desc)), "dim": int(desc.shape[1]), "images": len(paths)}

@@ -74,7 +74,11 @@ def evaluate_file(descriptors: str | os.PathLike, model: str, ns: tuple[int, ...
         queries = f["queries/descriptors"][:]
         scores, pred = knn(f["db/descriptors"], queries, search_k, chunk_rows, device)
     if pano is not None:
-        pred = dedup_predictions(pred, pano, k)
-        scores = np.full(pred.shape, np.nan, dtype=np.float32)
+        full_pred, full_scores = pred, scores
+        pred = dedup_predictions(full_pred, pano, k)
+        scores = np.full(pred.shape, np.nan, dtype=np.float32)  # NaN where a row is padded (-1)
+        for r, row in enumerate(pred):
+            score_of = dict(zip(full_pred[r].tolist(), full_scores[r].tolist()))
+            scores[r] = [score_of.get(j, np.nan) for j in row.tolist()]
     table = pd.DataFrame(recall_rows(pred[:, :max(ns)], ds, model, ns))
     return table, pred[:, :k], scores[:, :k]

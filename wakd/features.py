@@ -15,6 +15,13 @@ from wakd.device import autocast, prepare, resolve_precision, to_input
 log = logging.getLogger(__name__)
 
 
+def sample_paths(paths: Sequence[str], n: int, seed: int) -> list[str]:
+    """``n`` of ``paths`` drawn without replacement with ``seed`` (all if fewer), in their original order."""
+    rng = np.random.default_rng(seed)
+    n = min(n, len(paths))
+    return [paths[i] for i in np.sort(rng.choice(len(paths), n, replace=False))]
+
+
 @torch.no_grad()
 def iter_images(fn: Callable[[torch.Tensor], torch.Tensor], model: torch.nn.Module, paths: Sequence[str],
                 device: torch.device, batch_size: int = 16, workers: int = 2, precision: str = "auto",

@@ -14,7 +14,8 @@ One loop serves the teacher here and the student later (distillation plugs in it
   epoch with model, optimiser, scheduler, epoch, RNG state and the hard-negative cache, so
   ``resume`` continues an interrupted run and reaches the same result (bitwise on CPU);
 * under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in DistributedDataParallel (nccl on
-  GPU, gloo on CPU), each rank mines its own share of the queries, only rank 0 validates and
+  GPU, gloo on CPU), each rank mines its own share of the queries, the ranks' hard-negative caches
+  are merged after each epoch (so a checkpoint holds all of them), only rank 0 validates and
   writes; checkpoints hold the unwrapped model's state.
 """
 
@@ -169,6 +170,21 @@ def validate(model: torch.nn.Module, ds: PlaceDataset, cfg: TrainConfig, device:
     return {k: v for k, v in row.items() if k.startswith("R@")}
 
 
+def _merge_cache(hard_negs: np.ndarray, mine: np.ndarray, device: torch.device) -> np.ndarray:
+    """Every rank's hard negatives of this epoch in every rank's cache (DDP), so checkpoints are complete.
+
+    Ranks mined disjoint query shares this epoch; rows a rank did not mine hold the common state of
+    the previous epoch on every rank. Each rank masks the rows it did not mine, a MAX all-reduce
+    gathers the mined rows, and the unmasked previous values fill in the rest.
+    """
+    masked = np.full_like(hard_negs, -2)
+    masked[mine] = hard_negs[mine]
+    t = torch.from_numpy(masked).to(device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    merged = t.cpu().numpy()
+    return np.where(merged == -2, hard_negs, merged)
+
+
 def _checkpoint(model, opt, sched, epoch, best, best_epoch, hard_negs, cfg, history) -> dict:
     return {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "epoch": epoch, "best_metric": best, "best_epoch": best_epoch,
@@ -285,6 +301,8 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
             dist.all_reduce(stat)
             means = dict(zip(means, (stat / world).tolist()))
         mean_loss = means["loss"]
+        if world > 1:
+            hard_negs = _merge_cache(hard_negs, queries, device)
         if rank == 0:
             t0 = time.perf_counter()
             rec = validate(model, val, cfg, device)

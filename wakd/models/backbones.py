@@ -104,22 +104,37 @@ def vgg16(train_conv5_only: bool = True) -> Backbone:
     return model
 
 
+# torchvision builds MobileNetV3 with BatchNorm momentum 0.01, tuned for 600-epoch ImageNet runs. In a
+# short training run (and from scratch) the running statistics then lag the weights by hundreds of
+# steps, so eval-mode descriptors (mining, validation, extraction) are far from what training
+# optimised: a student trained from random weights stayed at chance recall. We use PyTorch's default
+# 0.1; pretrained running statistics are loaded unchanged.
+MOBILENET_BN_MOMENTUM = 0.1
+
+
+def _set_bn_momentum(module: nn.Module, momentum: float) -> nn.Module:
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = momentum
+    return module
+
+
 def _projection(in_ch: int, out_ch: int = 512) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch), nn.Hardswish())
 
 
 @register_model("mobilenetv3_large")
 def mobilenetv3_large(out_channels: int = 512) -> Backbone:
-    """MobileNetV3-Large features (960 channels, stride 32) projected to ``out_channels``."""
-    return _Sequential("mobilenetv3_large", tvm.mobilenet_v3_large(weights=None).features, out_channels, 32,
-                       _projection(960, out_channels))
+    """MobileNetV3-Large features (960 channels, stride 32) projected to ``out_channels`` (BN momentum 0.1)."""
+    features = _set_bn_momentum(tvm.mobilenet_v3_large(weights=None).features, MOBILENET_BN_MOMENTUM)
+    return _Sequential("mobilenetv3_large", features, out_channels, 32, _projection(960, out_channels))
 
 
 @register_model("mobilenetv3_small")
 def mobilenetv3_small(out_channels: int = 512) -> Backbone:
-    """MobileNetV3-Small features (576 channels, stride 32) projected to ``out_channels``."""
-    return _Sequential("mobilenetv3_small", tvm.mobilenet_v3_small(weights=None).features, out_channels, 32,
-                       _projection(576, out_channels))
+    """MobileNetV3-Small features (576 channels, stride 32) projected to ``out_channels`` (BN momentum 0.1)."""
+    features = _set_bn_momentum(tvm.mobilenet_v3_small(weights=None).features, MOBILENET_BN_MOMENTUM)
+    return _Sequential("mobilenetv3_small", features, out_channels, 32, _projection(576, out_channels))
 
 
 class _ResNet(Backbone):

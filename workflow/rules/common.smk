@@ -34,6 +34,7 @@ wildcard_constraints:
     split="train|val|test",
     dataset="|".join(["synthetic", *BENCHMARKS]),
     trainset=f"synthetic|{BENCHMARK_TRAIN}",
+    dim=r"\d+",
 
 
 # The library code each stage runs: hashed from the wakd/ beside this Snakefile when there is one
@@ -128,6 +129,14 @@ def checkpoint_path(train_on, model):
     if model == "teacher_init":
         return None
     return f"results/train/{train_on}/{model.replace('_init', '')}/model_best.pth.tar"
+
+
+def pca_path(dataset, model):
+    """The PCA-whitening file applied to a trained model's descriptors (None: no PCA)."""
+    dim = setup(dataset)["pca_dim"]
+    if not dim or model == "teacher_init":
+        return None
+    return f"results/pca/{model}_{trainset(dataset)}_{dim}.hdf5"
 
 
 def weights_option(m):

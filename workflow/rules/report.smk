@@ -2,8 +2,20 @@ rule summarize:
     input:
         lambda wc: summary_inputs(wc.dataset),
     output:
-        csv="results/{dataset}_recall.csv",
-        figure="results/{dataset}_recall.png",
+        csv=report(
+            "results/{dataset}_recall.csv",
+            caption="../report/recall.rst",
+            category="Recall",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "file": "table"},
+        ),
+        figure=report(
+            "results/{dataset}_recall.png",
+            caption="../report/recall.rst",
+            category="Recall",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "file": "curves"},
+        ),
     log:
         "results/logs/summarize_{dataset}.log",
     benchmark:
