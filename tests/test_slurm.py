@@ -46,6 +46,7 @@ def _profile(dest: Path) -> Path:
     prof = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
     prof["default-resources"].update(slurm_partition="debug", mem_mb=1000, runtime=20)
     prof["set-threads"] = {rule: 1 for rule in prof["set-threads"]}
+    prof["max-threads"] = 2  # the test node has 2 CPUs: no rule may ask for more (it would pend forever)
     prof["set-resources"] = {rule: {"mem_mb": 2000} for rule in GPU_RULES}
     prof.update({"jobs": 4, "slurm-init-seconds-before-status-checks": 2, "slurm-status-command": "sacct",
                  "slurm-keep-successful-logs": True})
