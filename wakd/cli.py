@@ -60,8 +60,9 @@ def _cmd_synth_preview(args: argparse.Namespace) -> int:
     return 0
 
 
-def _arch_kwargs(args: argparse.Namespace) -> dict:
-    return {"last_layer": args.last_layer} if args.arch.startswith("resnet") else {}
+def _arch_kwargs(arch: str, last_layer: int) -> dict:
+    """Backbone factory options given on the command line (only resnet* takes one)."""
+    return {"last_layer": last_layer} if arch.startswith("resnet") else {}
 
 
 def _size(args: argparse.Namespace):
@@ -76,7 +77,7 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
     run_cluster(args.arch, args.dataset, args.root, args.out, split=args.split, num_clusters=args.num_clusters,
                 num_images=args.num_images, per_image=args.per_image, weights=args.weights, seed=args.seed,
                 device=args.device, batch_size=args.batch_size, workers=args.workers, precision=args.precision,
-                size=_size(args), arch_kwargs=_arch_kwargs(args))
+                size=_size(args), arch_kwargs=_arch_kwargs(args.arch, args.last_layer))
     _provenance(args)
     return 0
 
@@ -91,7 +92,7 @@ def _cmd_pca(args: argparse.Namespace) -> int:
 
     seed_everything(args.seed)
     model = build_embednet(args.arch, args.num_clusters, clusters=args.clusters, weights=args.weights,
-                           checkpoint=args.checkpoint, **_arch_kwargs(args))
+                           checkpoint=args.checkpoint, **_arch_kwargs(args.arch, args.last_layer))
     ds = load_dataset(args.dataset, args.split, args.root)
     paths = sample_paths(ds.db_paths + ds.q_paths, args.num_images, args.seed)
     run_pca(model, paths, args.out, args.dim, resolve_device(args.device), batch_size=args.batch_size,
@@ -110,7 +111,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
     seed_everything(args.seed)
     spec = {"arch": args.arch, "num_clusters": args.num_clusters, "clusters": args.clusters, "weights": args.weights,
-            "checkpoint": args.checkpoint, "pca": args.pca, **_arch_kwargs(args)}
+            "checkpoint": args.checkpoint, "pca": args.pca, **_arch_kwargs(args.arch, args.last_layer)}
     model = build_embednet(**spec)
     ds = load_dataset(args.dataset, args.split, args.root)
     stats = extract(model, ds, args.out, resolve_device(args.device), dtype=args.dtype, batch_size=args.batch_size,
@@ -180,7 +181,8 @@ def _train_settings(args: argparse.Namespace) -> dict:
     """The TrainConfig fields shared by ``wakd train`` and ``wakd distill``."""
     return dict(
         arch=args.arch, dataset=args.dataset, root=args.root, out_dir=args.out_dir, num_clusters=args.num_clusters,
-        clusters=args.clusters, weights=args.weights, arch_kwargs=_arch_kwargs(args), train_split=args.split,
+        clusters=args.clusters, weights=args.weights, arch_kwargs=_arch_kwargs(args.arch, args.last_layer),
+        train_split=args.split,
         val_split=args.val_split, epochs=args.epochs, loss=args.loss, margin=args.margin, optimizer=args.optimizer,
         lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay, lr_step=args.lr_step,
         lr_gamma=args.lr_gamma, tuples_per_batch=args.tuples_per_batch, neg_num=args.neg_num,
@@ -221,9 +223,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_distill(args: argparse.Namespace) -> int:
     from wakd.distill import DistillConfig, distill
 
-    teacher_kwargs = None
-    if args.teacher_arch and args.teacher_arch.startswith("resnet"):
-        teacher_kwargs = {"last_layer": args.teacher_last_layer}
+    # None: the options recorded in the teacher's checkpoint
+    teacher_kwargs = (_arch_kwargs(args.teacher_arch, args.teacher_last_layer) or None) if args.teacher_arch else None
     cfg = DistillConfig(**_train_settings(args), teacher=args.teacher, teacher_arch=args.teacher_arch,
                         teacher_num_clusters=args.teacher_num_clusters, teacher_arch_kwargs=teacher_kwargs,
                         kd_weight=args.kd_weight)

@@ -128,7 +128,7 @@ def checkpoint_path(train_on, model):
     """The trained weights behind a result row (None: evaluated as initialised)."""
     if model == "teacher_init":
         return None
-    return f"results/train/{train_on}/{model.replace('_init', '')}/model_best.pth.tar"
+    return f"results/train/{train_on}/{model}/model_best.pth.tar"
 
 
 def pca_path(dataset, model):
