@@ -109,7 +109,8 @@ def tiny_workflow_config() -> dict:
             "size": "64x88",
             "pca_dim": 16,
             "teacher": {"arch": "resnet18", "num_clusters": 8, "train": dict(train)},
-            "student": {"arch": "mobilenetv3_small", "num_clusters": 8, "train": {**train, "kd_weight": 100.0}},
+            "student": {"arch": "mobilenetv3_small", "num_clusters": 8, "arch_options": {"output_stride": 16},
+                        "train": {**train, "kd_weight": 100.0}},
         }},
     }
 

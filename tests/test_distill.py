@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from wakd.cluster import run_cluster
-from wakd.distill import DistillConfig, DistillObjective, distill, gram, kd_terms, load_teacher
+from wakd.distill import DistillConfig, DistillObjective, distill, gram, kd_terms, load_teacher, soft_ranking_kd
 from wakd.models.attention import attention_map, channel_weights
 from wakd.models.build import build_embednet
 from wakd.train import TrainConfig, train
@@ -45,18 +45,54 @@ def test_attention_weights_are_the_softmax_gradient():
     assert torch.allclose(attention_map(feats), cam / cam.max(dim=1, keepdim=True).values)
 
 
-def test_gram_is_symmetric_cosine_similarity():
-    torch.manual_seed(2)
-    x = torch.randn(5, 3, 4) * torch.tensor([1.0, 10.0, 0.1, 3.0, 7.0])[:, None, None]
+def test_gram_forms_hand_computed():
+    x = torch.tensor([[3.0, 4.0], [1.0, 0.0], [0.0, 2.0]])
+    # rownorm (the WAKD code): X Xt = [[25, 3, 8], [3, 1, 0], [8, 0, 4]], then each row L2-normalised
+    xxt = torch.tensor([[25.0, 3, 8], [3, 1, 0], [8, 0, 4]])
+    expected = xxt / xxt.norm(dim=1, keepdim=True)
     g = gram(x)
-    flat = x.flatten(1)
-    unit = flat / flat.norm(dim=1, keepdim=True)
-    assert g.shape == (5, 5)
-    assert torch.allclose(g, g.T)
-    assert torch.allclose(g.diagonal(), torch.ones(5))
-    assert torch.allclose(g, unit @ unit.T)
-    assert torch.allclose(gram(x * 4.0), g, atol=1e-6)  # invariant to each image's scale
+    assert torch.allclose(g, expected)
+    assert g[0, 0].item() == pytest.approx(25 / (25**2 + 3**2 + 8**2) ** 0.5)
+    assert torch.allclose(g.norm(dim=1), torch.ones(3)) and not torch.allclose(g, g.T)
+    # cosine: rows normalised first -> symmetric, unit diagonal, scale-invariant per image
+    c = gram(x, "cosine")
+    assert torch.allclose(c, torch.tensor([[1.0, 0.6, 0.8], [0.6, 1.0, 0.0], [0.8, 0.0, 1.0]]))
+    assert torch.allclose(gram(x * torch.tensor([[2.0], [5.0], [0.5]]), "cosine"), c)
+    assert torch.equal(gram(torch.zeros(2, 3), "cosine")[0], torch.zeros(2))
     assert torch.equal(gram(torch.zeros(2, 3))[0], torch.zeros(2))
+    with pytest.raises(WakdError, match="--gram 'gauss'"):
+        gram(x, "gauss")
+
+
+def test_soft_ranking_kd_hand_computed():
+    """KL from the teacher's softmax over each tuple's candidates to the student's (dot products / T)."""
+    import math
+
+    t = 0.5
+    # one tuple: query, positive, one negative; teacher: q.p = 1, q.n = 0; student: q.p = 0, q.n = 1
+    teacher = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    student = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    pt = torch.tensor([1 / t, 0.0]).softmax(0)
+    ps = torch.tensor([0.0, 1 / t]).softmax(0)
+    expected = sum(pt[i] * math.log(pt[i] / ps[i]) for i in range(2))
+    assert soft_ranking_kd(student, teacher, 1, 3, t).item() == pytest.approx(float(expected), rel=1e-5)
+    assert soft_ranking_kd(teacher, teacher, 1, 3, t).item() == pytest.approx(0.0, abs=1e-7)
+    # only the student receives a gradient
+    s = student.clone().requires_grad_(True)
+    tt = teacher.clone().requires_grad_(True)
+    soft_ranking_kd(s, tt, 1, 3, t).backward()
+    assert s.grad.abs().sum() > 0 and tt.grad is None
+
+
+def test_rownorm_kd_is_much_weaker_than_cosine_kd():
+    """The reason for the default: at the authors' weight, the cosine form's KD swamps the ranking loss."""
+    torch.manual_seed(5)
+    norm = torch.nn.functional.normalize
+    base = torch.randn(1, 16, 32)  # VLAD vectors of one city share a large common part, as real ones do
+    s = {"vlad_intra": norm(base + 0.5 * torch.randn(28, 16, 32), dim=2), "features": torch.randn(28, 8, 6, 8)}
+    t = {"vlad_intra": norm(base + 1.0 * torch.randn(28, 16, 32), dim=2), "features": torch.randn(28, 9, 6, 8)}
+    row, cos = kd_terms(s, t, "rownorm"), kd_terms(s, t, "cosine")
+    assert cos["kd_vlad"].item() > 20 * row["kd_vlad"].item() > 0
 
 
 def test_kd_loss_zero_for_same_features_positive_otherwise():
@@ -81,7 +117,11 @@ def test_no_gradient_reaches_the_teacher():
     obj = DistillObjective(cfg, teacher, torch.device("cpu"))
     student.train()
     parts = obj(student, torch.randn(2 * 4, 3, 64, 64), 2, 4, torch.device("cpu"), "fp32")
-    assert set(parts) == {"loss", "hard_loss", "kd_vlad", "kd_att"}
+    assert set(parts) == {"loss", "hard_loss", "kd_vlad", "kd_att", "kd_rank", "gshare_hard", "gshare_kd_vlad",
+                          "gshare_kd_att", "gshare_kd_rank"}
+    shares = [parts[f"gshare_{k}"].item() for k in ("hard", "kd_vlad", "kd_att")]
+    assert sum(shares) == pytest.approx(1.0) and all(0 < v < 1 for v in shares)
+    assert parts["gshare_kd_rank"].item() == 0.0 and parts["kd_rank"].item() > 0  # logged, weight 0 by default
     assert parts["loss"].item() == pytest.approx(
         parts["hard_loss"].item() + 100 * (parts["kd_vlad"].item() + parts["kd_att"].item()), rel=1e-5)
     parts["loss"].backward()
@@ -123,7 +163,10 @@ def test_distill_run_writes_loadable_checkpoint_and_logs_terms(tiny_city, tmp_pa
     teacher_before = torch.load(trained_teacher, weights_only=True)["model"]
     distill(_dcfg(tiny_city, tmp_path / "kd", student_clusters, trained_teacher, epochs=2))
     steps = pd.read_csv(tmp_path / "kd/steps.csv")
-    assert list(steps.columns) == ["epoch", "step", "loss", "hard_loss", "kd_vlad", "kd_att"]
+    assert list(steps.columns) == ["epoch", "step", "loss", "hard_loss", "kd_vlad", "kd_att", "kd_rank", "gshare_hard",
+                                   "gshare_kd_vlad", "gshare_kd_att", "gshare_kd_rank"]
+    shares = steps[["gshare_hard", "gshare_kd_vlad", "gshare_kd_att", "gshare_kd_rank"]].sum(axis=1)
+    assert shares.to_numpy() == pytest.approx(1.0)
     assert len(steps) == 2 * 32 // 4 and set(steps["epoch"]) == {0, 1}
     assert (steps["kd_vlad"] > 0).all() and (steps["kd_att"] >= 0).all()
     assert steps["loss"].to_numpy() == pytest.approx(
@@ -140,6 +183,7 @@ def test_distill_run_writes_loadable_checkpoint_and_logs_terms(tiny_city, tmp_pa
     distill(_dcfg(tiny_city, tmp_path / "nokd", student_clusters, trained_teacher, epochs=2, kd_weight=0.0))
     s0 = pd.read_csv(tmp_path / "nokd/steps.csv")
     assert s0["loss"].to_numpy() == pytest.approx(s0["hard_loss"].to_numpy())
+    assert (s0["gshare_hard"] == 1.0).all()  # no KD: all of the gradient is the ranking loss's
     assert s0["hard_loss"].iloc[0] == pytest.approx(steps["hard_loss"].iloc[0], rel=1e-5)  # same start, same tuples
     assert s0["hard_loss"].iloc[1] != pytest.approx(steps["hard_loss"].iloc[1], rel=1e-4)  # then KD changes it
 
@@ -164,6 +208,31 @@ def test_teacher_errors(tmp_path, trained_teacher):
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
     with pytest.raises(WakdError, match="shape"):
         load_teacher(bare, arch="resnet18", num_clusters=16)
+
+
+def test_openibl_layout_vgg16_teacher_loads(tmp_path):
+    """A VGG16 K=64 teacher saved by OpenIBL/WAKD: module. prefixes, base_model.base.*, net_vlad.*, no alpha."""
+    torch.manual_seed(6)
+    ref = build_embednet("vgg16", 64)
+    state = {}
+    for k, v in ref.state_dict().items():
+        k = k.replace("backbone.features.", "base_model.base.").replace("pool.", "net_vlad.")
+        state["module." + k] = v.clone()
+    assert not any("alpha" in k for k in state) and any(k.startswith("module.base_model.base.28.") for k in state)
+    path = tmp_path / "model_best.pth.tar"
+    torch.save({"state_dict": state, "epoch": 4, "best_recall5": 0.9}, path)
+    teacher = load_teacher(path, arch="vgg16", num_clusters=64)
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    for k, v in ref.state_dict().items():
+        assert torch.equal(teacher.state_dict()[k], v), k
+    x = torch.randn(2, 3, 64, 80)
+    with torch.no_grad():
+        assert torch.allclose(teacher(x), ref.eval()(x), atol=1e-5)
+    # a teacher missing part of the network is still refused, naming what is missing
+    del state["module.net_vlad.centroids"]
+    torch.save({"state_dict": state}, path)
+    with pytest.raises(WakdError, match="lacks 1 tensor.*pool.centroids"):
+        load_teacher(path, arch="vgg16", num_clusters=64)
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="torchrun on Linux")

@@ -91,6 +91,12 @@ def test_extract_evaluate_figures_end_to_end(tiny_city, tmp_path):
     both = tmp_path / "both.csv"
     assert main(["summarize", "--csv", str(csv), str(csv), "--out", str(both), "--figure", str(curve)]) == 0
     assert len(pd.read_csv(both)) == 2 * len(table)
+    from wakd.report import recall_curves
+
+    titles = recall_curves(table, tmp_path / "panels.png")  # one panel per condition, all first
+    assert [t.split(" (")[0] for t in titles] == [f"synthetic: {c}" for c in ("all", "day", "sunset", "night")]
+    assert f"({ds.num_queries} queries, 25m)" in titles[0]
+    assert recall_curves(table, tmp_path / "day.png", condition="day") == [titles[1]]
     for png in (grid, curve):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 

@@ -55,6 +55,55 @@ def test_resnet_layer4_and_bad_option():
         create_model("vgg16", last_layer=4)
 
 
+@pytest.mark.parametrize("name,last_channels", [("mobilenetv3_small", 48), ("mobilenetv3_large", 112)])
+def test_mobilenet_output_stride_16(name, last_channels, tmp_path):
+    """The demo student: the last stage dropped, so 96x128 gives a 6x8 map like the ResNet18-l3 teacher's."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from torchvision import models as tvm
+
+    m16, m32 = create_model(name, output_stride=16).eval(), create_model(name).eval()
+    assert (m16.out_channels, m16.stride) == (512, 16)
+    assert m16.proj[0].in_channels == last_channels
+    with torch.no_grad():
+        assert m16(torch.randn(2, 3, 96, 128)).shape == (2, 512, 6, 8)
+
+    def flops(model):
+        with FlopCounterMode(display=False) as fc, torch.no_grad():
+            model(torch.zeros(1, 3, 96, 128))
+        return fc.get_total_flops()
+
+    assert flops(m16) < flops(m32)
+    # torchvision (ImageNet) weights load into the kept layers; the dropped stage's are unused
+    tv = getattr(tvm, name.replace("v3_", "_v3_"))(weights=None)
+    torch.save(tv.state_dict(), tmp_path / "w.pth")
+    report = load_weights(m16, tmp_path / "w.pth")
+    assert report["missing"] == sorted(k for k in m16.state_dict() if k.startswith("proj.")
+                                       and not k.endswith("num_batches_tracked"))
+    assert any(k.startswith(f"features.{len(m16.features)}.") for k in report["unused"])
+    with pytest.raises(WakdError, match="output_stride must be 16 or 32"):
+        create_model(name, output_stride=8)
+
+
+def test_narrow_resnet18():
+    """The demo student: ResNet18 with 3/8 of the channels, layer3 cut, >= 4x cheaper than the teacher."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def flops(model):
+        with FlopCounterMode(display=False) as fc, torch.no_grad():
+            model(torch.zeros(1, 3, 96, 128))
+        return fc.get_total_flops()
+
+    narrow, full = create_model("resnet18", width=0.375).eval(), create_model("resnet18").eval()
+    assert (narrow.out_channels, narrow.stride) == (96, 16)
+    assert [narrow.layer1[0].conv1.out_channels, narrow.layer2[0].conv1.out_channels] == [24, 48]
+    with torch.no_grad():
+        assert narrow(torch.randn(2, 3, 96, 128)).shape == (2, 96, 6, 8)
+    assert flops(full) > 5 * flops(narrow)
+    assert build_embednet("resnet18", 16, width=0.375).out_dim == 16 * 96
+    with pytest.raises(WakdError, match="width must be in"):
+        create_model("resnet18", width=1.5)
+
+
 def test_vgg16_conv1_to_conv4_frozen():
     m = create_model("vgg16")
     frozen = {n for n, p in m.named_parameters() if not p.requires_grad}

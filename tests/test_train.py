@@ -14,7 +14,7 @@ import torch
 from wakd.cluster import run_cluster
 from wakd.data import load_dataset
 from wakd.data.tuples import best_positive, hardest, mining_sets, negative_pool
-from wakd.losses import get_loss
+from wakd.losses import check_loss_options, get_loss
 from wakd.models.build import build_embednet
 from wakd.train import TrainConfig, TupleImages, mine_chunk, train
 from wakd.utils import WakdError
@@ -27,14 +27,37 @@ def unit(*rows):
 
 def test_losses_hand_computed():
     q, p = unit([1.0, 0.0]), unit([1.0, 0.0])
-    n = unit([0.0, 1.0], [1.0, 0.0])[None]  # d(q,n) = 2 and 0; d(q,p) = 0
-    assert get_loss("triplet")(q, p, n, 0.1).item() == pytest.approx((0 + 0.1) / 2)
+    n = unit([0.0, 1.0], [1.0, 0.0])[None]  # |q-n|^2 = 2 and 0; |q-p| = 0; q.p = 1, q.n = 0 and 1
+    # triplet on Euclidean distances (pytorch-NetVlad / OpenIBL), default margin sqrt(0.1)
+    assert get_loss("triplet")(q, p, n).item() == pytest.approx((0 + math.sqrt(0.1)) / 2, abs=1e-6)
+    assert get_loss("triplet")(q, p, n, 0.5).item() == pytest.approx(0.5 / 2, abs=1e-6)
+    ref = torch.nn.functional.triplet_margin_loss(q.expand(2, 2), p.expand(2, 2), n[0], margin=0.3, eps=0)
+    assert get_loss("triplet")(q, p, n, 0.3).item() == pytest.approx(ref.item(), abs=1e-6)
+    # triplet_sq on squared distances, default margin 0.1
+    assert get_loss("triplet_sq")(q, p, n).item() == pytest.approx((0 + 0.1) / 2)
+    # SARE on negative squared distances (no temperature)
     joint = -math.log(math.exp(0) / (math.exp(0) + math.exp(-2) + math.exp(0)))
     assert get_loss("sare_joint")(q, p, n).item() == pytest.approx(joint)
     ind = (-math.log(1 / (1 + math.exp(-2))) - math.log(0.5)) / 2
     assert get_loss("sare_ind")(q, p, n).item() == pytest.approx(ind)
+    # SARE on dot products / T (the WAKD code)
+    t = 0.07
+    joint_t = -math.log(math.exp(1 / t) / (math.exp(1 / t) + math.exp(0) + math.exp(1 / t)))
+    assert get_loss("sare_joint")(q, p, n, temperature=t).item() == pytest.approx(joint_t)
+    ind_t = (-math.log(math.exp(1 / t) / (math.exp(1 / t) + 1)) - math.log(0.5)) / 2
+    assert get_loss("sare_ind")(q, p, n, temperature=t).item() == pytest.approx(ind_t)
+    # on unit vectors the Euclidean form is the dot-product form at T = 0.5
+    torch.manual_seed(0)
+    qr, pr, nr = (torch.nn.functional.normalize(torch.randn(*s, 8, dtype=torch.float64), dim=-1)
+                  for s in ((3,), (3,), (3, 5)))
+    for name in ("sare_ind", "sare_joint"):
+        assert get_loss(name)(qr, pr, nr).item() == pytest.approx(get_loss(name)(qr, pr, nr, temperature=0.5).item())
     with pytest.raises(WakdError, match="Unknown loss 'arcface'; expected one of triplet"):
         get_loss("arcface")
+    with pytest.raises(WakdError, match="--temperature -1"):
+        check_loss_options("sare_ind", None, -1.0)
+    with pytest.raises(WakdError, match="--margin 0"):
+        check_loss_options("triplet", 0.0, None)
 
 
 def test_mining_rules(tiny_city):
@@ -61,9 +84,9 @@ def test_mining_rules(tiny_city):
 
 def _cfg(tiny_city, tmp_path, clusters, **kw):
     base = dict(arch="resnet18", dataset="synthetic", root=str(tiny_city), out_dir=str(tmp_path / "run"),
-                num_clusters=8, clusters=str(clusters), epochs=2, optimizer="adam", lr=3e-4, weight_decay=0.0,
-                tuples_per_batch=4, neg_num=4, neg_pool=60, cache_size=40, queries_per_epoch=64, workers=0,
-                batch_size=32, seed=0, precision="fp32", recall_values=(1, 5, 10))
+                num_clusters=8, clusters=str(clusters), epochs=2, loss="triplet_sq", optimizer="adam", lr=3e-4,
+                weight_decay=0.0, tuples_per_batch=4, neg_num=4, neg_pool=60, cache_size=40, queries_per_epoch=64,
+                workers=0, batch_size=32, seed=0, precision="fp32", recall_values=(1, 5, 10))
     base.update(kw)
     return TrainConfig(**base)
 
@@ -117,7 +140,7 @@ def _tuple_loss(model, tuples, ds, cfg):
     model.eval()
     with torch.no_grad():
         d = model(x.flatten(0, 1)).view(x.shape[0], x.shape[1], -1)
-    return get_loss("triplet")(d[:, 0], d[:, 1], d[:, 2:], cfg.margin).item()
+    return get_loss(cfg.loss)(d[:, 0], d[:, 1], d[:, 2:], cfg.margin).item()
 
 
 def test_loss_decreases_and_recall_improves(tiny_city, tmp_path, clusters):
@@ -145,7 +168,8 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(tiny_city, tmp_path, cluster
     ck = tmp_path / "run/checkpoint.pth.tar"
     before = ck.read_bytes()
     with pytest.raises(WakdError, match="loss became nan at epoch 1; stopped, the last good checkpoint"):
-        train(_cfg(tiny_city, tmp_path, clusters, epochs=2, queries_per_epoch=16, margin=float("nan")), resume=ck)
+        train(_cfg(tiny_city, tmp_path, clusters, epochs=2, queries_per_epoch=16), resume=ck,
+              objective=lambda device: lambda *args: {"loss": torch.tensor(float("nan"))})
     assert ck.read_bytes() == before
 
 

@@ -60,9 +60,18 @@ def _cmd_synth_preview(args: argparse.Namespace) -> int:
     return 0
 
 
-def _arch_kwargs(arch: str, last_layer: int) -> dict:
-    """Backbone factory options given on the command line (only resnet* takes one)."""
-    return {"last_layer": last_layer} if arch.startswith("resnet") else {}
+def _arch_kwargs(arch: str, last_layer: int, output_stride: int = 32, width: float = 1.0) -> dict:
+    """Backbone factory options given on the command line (resnet*: the last layer, resnet18: the width;
+    mobilenet*: the stride)."""
+    if arch.startswith("resnet"):
+        return {"last_layer": last_layer, **({"width": width} if width != 1.0 else {})}
+    if arch.startswith("mobilenet") and output_stride != 32:
+        return {"output_stride": output_stride}
+    return {}
+
+
+def _cli_arch_kwargs(args: argparse.Namespace) -> dict:
+    return _arch_kwargs(args.arch, args.last_layer, args.output_stride, args.width)
 
 
 def _size(args: argparse.Namespace):
@@ -77,7 +86,8 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
     run_cluster(args.arch, args.dataset, args.root, args.out, split=args.split, num_clusters=args.num_clusters,
                 num_images=args.num_images, per_image=args.per_image, weights=args.weights, seed=args.seed,
                 device=args.device, batch_size=args.batch_size, workers=args.workers, precision=args.precision,
-                size=_size(args), arch_kwargs=_arch_kwargs(args.arch, args.last_layer))
+                size=_size(args), arch_kwargs=_cli_arch_kwargs(args),
+                precise_bn=args.precise_bn)
     _provenance(args)
     return 0
 
@@ -92,7 +102,7 @@ def _cmd_pca(args: argparse.Namespace) -> int:
 
     seed_everything(args.seed)
     model = build_embednet(args.arch, args.num_clusters, clusters=args.clusters, weights=args.weights,
-                           checkpoint=args.checkpoint, **_arch_kwargs(args.arch, args.last_layer))
+                           checkpoint=args.checkpoint, **_cli_arch_kwargs(args))
     ds = load_dataset(args.dataset, args.split, args.root)
     paths = sample_paths(ds.db_paths + ds.q_paths, args.num_images, args.seed)
     run_pca(model, paths, args.out, args.dim, resolve_device(args.device), batch_size=args.batch_size,
@@ -111,7 +121,8 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
     seed_everything(args.seed)
     spec = {"arch": args.arch, "num_clusters": args.num_clusters, "clusters": args.clusters, "weights": args.weights,
-            "checkpoint": args.checkpoint, "pca": args.pca, **_arch_kwargs(args.arch, args.last_layer)}
+            "checkpoint": args.checkpoint, "pca": args.pca,
+            **_cli_arch_kwargs(args)}
     model = build_embednet(**spec)
     ds = load_dataset(args.dataset, args.split, args.root)
     stats = extract(model, ds, args.out, resolve_device(args.device), dtype=args.dtype, batch_size=args.batch_size,
@@ -181,12 +192,13 @@ def _train_settings(args: argparse.Namespace) -> dict:
     """The TrainConfig fields shared by ``wakd train`` and ``wakd distill``."""
     return dict(
         arch=args.arch, dataset=args.dataset, root=args.root, out_dir=args.out_dir, num_clusters=args.num_clusters,
-        clusters=args.clusters, weights=args.weights, arch_kwargs=_arch_kwargs(args.arch, args.last_layer),
-        train_split=args.split,
-        val_split=args.val_split, epochs=args.epochs, loss=args.loss, margin=args.margin, optimizer=args.optimizer,
-        lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay, lr_step=args.lr_step,
-        lr_gamma=args.lr_gamma, tuples_per_batch=args.tuples_per_batch, neg_num=args.neg_num,
-        neg_pool=args.neg_pool, cache_size=args.cache_size, queries_per_epoch=args.queries_per_epoch,
+        clusters=args.clusters, weights=args.weights,
+        arch_kwargs=_cli_arch_kwargs(args), train_split=args.split,
+        val_split=args.val_split, epochs=args.epochs, loss=args.loss, margin=args.margin,
+        temperature=args.temperature or None, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
+        weight_decay=args.weight_decay, lr_step=args.lr_step, lr_gamma=args.lr_gamma,
+        tuples_per_batch=args.tuples_per_batch, neg_num=args.neg_num, neg_pool=args.neg_pool,
+        cache_size=args.cache_size, queries_per_epoch=args.queries_per_epoch, precise_bn=args.precise_bn,
         select_metric=args.select_metric, seed=args.seed, device=args.device, precision=args.precision,
         workers=args.workers, threads=args.threads, batch_size=args.batch_size, size=_size(args),
     )
@@ -227,7 +239,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     teacher_kwargs = (_arch_kwargs(args.teacher_arch, args.teacher_last_layer) or None) if args.teacher_arch else None
     cfg = DistillConfig(**_train_settings(args), teacher=args.teacher, teacher_arch=args.teacher_arch,
                         teacher_num_clusters=args.teacher_num_clusters, teacher_arch_kwargs=teacher_kwargs,
-                        kd_weight=args.kd_weight)
+                        kd_weight=args.kd_weight, gram=args.gram, soft_weight=args.soft_weight)
     _record_run(args, "distill_info.json")
     distill(cfg, resume=args.resume)
     return 0
@@ -238,6 +250,10 @@ def _model_options(p: argparse.ArgumentParser, with_clusters: bool) -> None:
 
     p.add_argument("--arch", required=True, choices=BACKBONE_NAMES, help="backbone")
     p.add_argument("--last-layer", type=int, default=3, choices=[3, 4], help="resnet*: cut after layer3 or layer4")
+    p.add_argument("--width", type=float, default=1.0,
+                   help="resnet18: scale every layer's channels (0.375: the demo student, 6x fewer FLOPs; default 1)")
+    p.add_argument("--output-stride", type=int, default=32, choices=[16, 32],
+                   help="mobilenetv3_*: 16 drops the last stage (a 6x8 map at 96x128; default 32)")
     p.add_argument("--weights", help="local pretrained backbone weights (torchvision .pth or OpenIBL .pth.tar); "
                                      "without it the backbone starts from random initialisation")
     if with_clusters:
@@ -268,14 +284,26 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
-def _training_options(p: argparse.ArgumentParser, loss: str) -> None:
+def _training_options(p: argparse.ArgumentParser, loss: str, temperature: float | None) -> None:
+    from wakd.losses import LOSSES
+    from wakd.models.bn import DEFAULT_IMAGES
+
     p.add_argument("--val-split", default="val")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--resume", help="checkpoint.pth.tar of an interrupted run")
     p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--loss", default=loss, choices=["triplet", "sare_joint", "sare_ind"],
-                   help=f"ranking loss (default {loss})")
-    p.add_argument("--margin", type=float, default=0.1, help="triplet margin on squared distances")
+    p.add_argument("--loss", default=loss, choices=list(LOSSES),
+                   help=f"ranking loss (default {loss}): triplet on Euclidean distances (pytorch-NetVlad, OpenIBL), "
+                        "triplet_sq on squared distances, sare_joint / sare_ind (SARE)")
+    p.add_argument("--margin", type=float, default=None,
+                   help="triplet margin (default: sqrt(0.1) for triplet, 0.1 for triplet_sq)")
+    p.add_argument("--temperature", type=float, default=temperature,
+                   help="SARE on dot products / T (the WAKD code: 0.07); 0: on negative squared distances "
+                        f"(OpenIBL's teacher) (default {temperature or 0})")
+    p.add_argument("--precise-bn", type=int, default=DEFAULT_IMAGES, metavar="N",
+                   help=f"re-estimate BatchNorm statistics over N training images before every use in eval mode "
+                        f"(mining, validation, the saved checkpoints) of a network trained from random weights "
+                        f"(default {DEFAULT_IMAGES}; 0: off; skipped for pretrained --weights)")
     p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
     p.add_argument("--lr", type=float, default=0.001)
     p.add_argument("--momentum", type=float, default=0.9)
@@ -354,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     clu.add_argument("--num-clusters", type=int, default=64)
     clu.add_argument("--num-images", type=int, default=500, help="training images sampled (default 500)")
     clu.add_argument("--per-image", type=int, default=100, help="locations sampled per image (default 100)")
+    clu.add_argument("--precise-bn", type=int, default=300, metavar="N",
+                     help="a random-init backbone with BatchNorm: re-estimate its statistics over N of the sampled "
+                          "images first (default 300; 0: off)")
     clu.add_argument("--out", required=True, help="HDF5 file to write")
     _run_options(clu)
     clu.set_defaults(func=_cmd_cluster)
@@ -414,7 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     summ.add_argument("--out", required=True, help="combined CSV to write")
     summ.add_argument("--figure", help="PNG of the Recall@N curves")
     summ.add_argument("--rule", default="25m", help="rule plotted (default 25m)")
-    summ.add_argument("--condition", default="all", help="condition plotted (default all)")
+    summ.add_argument("--condition", default="each",
+                      help="condition plotted: each (default: one panel per condition), all, day, sunset, night")
     summ.set_defaults(func=_cmd_summarize)
 
     tr = sub.add_parser(
@@ -426,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _model_options(tr, with_clusters=True)
     _data_options(tr, "train")
-    _training_options(tr, loss="triplet")
+    _training_options(tr, loss="triplet", temperature=None)
     tr.set_defaults(func=_cmd_train)
 
     di = sub.add_parser(
@@ -445,7 +477,13 @@ def build_parser() -> argparse.ArgumentParser:
     di.add_argument("--teacher-num-clusters", type=int, help="teacher NetVLAD K when not recorded")
     di.add_argument("--teacher-last-layer", type=int, default=3, choices=[3, 4], help="resnet* teacher cut")
     di.add_argument("--kd-weight", type=float, default=100.0, help="weight of the KD terms (default 100; 0: no KD)")
-    _training_options(di, loss="sare_ind")
+    di.add_argument("--soft-weight", type=float, default=0.0,
+                    help="weight of the soft ranking term kd_rank: KL from the teacher's softmax over each tuple's "
+                         "candidates (SFRS-style soft labels from the teacher; default 0)")
+    di.add_argument("--gram", default="rownorm", choices=["rownorm", "cosine"],
+                    help="batch similarity matrices of the KD terms: rownorm = normalize(X Xt, dim=1) as in the "
+                         "WAKD code (default), cosine = rows of X normalised before the product")
+    _training_options(di, loss="sare_ind", temperature=0.07)
     di.set_defaults(func=_cmd_distill)
 
     from wakd.fingerprint import STAGES

@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from wakd.data import load_dataset
-from wakd.device import resolve_device
+from wakd.device import prepare, resolve_device, resolve_precision
 from wakd.features import map_images, sample_paths
 from wakd.models.backbones import create_model
+from wakd.models.bn import DEFAULT_IMAGES, recalibrate_bn, wants_precise_bn
 from wakd.models.weights import load_weights
 from wakd.utils import WakdError, atomic_path, seed_everything
 
@@ -59,8 +60,13 @@ def run_cluster(arch: str, dataset: str, root: str, out: str | os.PathLike, spli
                 num_clusters: int = 64, num_images: int = 500, per_image: int = 100,
                 weights: str | None = None, seed: int = 0, device: str = "auto", batch_size: int = 16,
                 workers: int = 2, precision: str = "auto", size: tuple[int, int] | None = None,
-                arch_kwargs: dict | None = None) -> dict:
-    """Sample local features of a backbone on a training split and write ``*_desc_cen.hdf5``."""
+                arch_kwargs: dict | None = None, precise_bn: int = DEFAULT_IMAGES) -> dict:
+    """Sample local features of a backbone on a training split and write ``*_desc_cen.hdf5``.
+
+    A randomly initialised backbone with BatchNorm first has its BN statistics re-estimated on
+    ``precise_bn`` of the sampled images (:mod:`wakd.models.bn`): with the default statistics its
+    eval-mode features are not what training will see (a MobileNetV3's were ~1e-9 in magnitude).
+    """
     seed_everything(seed)
     ds = load_dataset(dataset, split, root)
     paths = sample_paths(ds.db_paths, num_images, seed)
@@ -70,6 +76,9 @@ def run_cluster(arch: str, dataset: str, root: str, out: str | os.PathLike, spli
     else:
         log.warning("%s: no weights file given, clustering features of a randomly initialised backbone", arch)
     dev = resolve_device(device)
+    if wants_precise_bn(backbone, precise_bn, pretrained=bool(weights), what=f"{arch} backbone"):
+        recalibrate_bn(prepare(backbone, dev), paths[:precise_bn], dev, batch_size=max(batch_size, 16),
+                       workers=workers, precision=precision, size=size)
     desc = sample_local_features(backbone, paths, per_image, dev, seed, batch_size=batch_size, workers=workers,
                                  precision=precision, size=size)
     centroids = kmeans(desc, num_clusters, seed)
@@ -78,6 +87,7 @@ def run_cluster(arch: str, dataset: str, root: str, out: str | os.PathLike, spli
             f.create_dataset("descriptors", data=desc.astype(np.float32))
             f.create_dataset("centroids", data=centroids.astype(np.float32))
             f.attrs.update({"arch": arch, "dataset": dataset, "split": split, "num_images": len(paths),
-                            "per_image": per_image, "seed": seed, "weights": str(weights or "")})
+                            "per_image": per_image, "seed": seed, "weights": str(weights or ""),
+                            "precise_bn": precise_bn, "precision": resolve_precision(dev, precision)})
     log.info("wrote %s: %d descriptors of dim %d, %d centroids", out, *desc.shape, num_clusters)
     return {"descriptors": int(len(desc)), "dim": int(desc.shape[1]), "images": len(paths)}

@@ -5,15 +5,19 @@ The student (backbone + NetVLAD, usually MobileNetV3) is trained by the teacher-
 validation, DDP, autocast) with this objective per batch of tuples::
 
     loss = hard_loss + kd_weight * (kd_vlad + kd_att)
-    hard_loss = ranking loss (SARE-ind by default) on the student's descriptors
+    hard_loss = ranking loss (SARE-ind on dot products / 0.07 by default) on the student's descriptors
     kd_vlad   = MSE(G(V_s), G(V_t)),  V = intra-normalised NetVLAD residuals, before the final L2
     kd_att    = MSE(G(M_s), G(M_t)),  M = attention maps (:mod:`wakd.models.attention`)
-    G(X)      = X̂ X̂ᵀ over the images of the batch, X̂ = X with L2-normalised rows
+    G(X)      = rownorm(X Xᵀ) over the images of the batch (``--gram rownorm``, the default)
 
 The Gram matrices make teacher and student comparable although their descriptor sizes and
-feature-map resolutions differ. Choice: rows are normalised *before* the product, so ``G`` is the
-batch's cosine-similarity matrix (symmetric, unit diagonal, invariant to each image's scale);
-similarity-preserving KD normalises the rows of ``X Xᵀ`` instead, which is not symmetric.
+feature-map resolutions differ. ``rownorm`` is what the WAKD code computes
+(``F.normalize(X @ X.T, dim=1)``, similarity-preserving KD) and what its weight 100 was chosen
+for; ``--gram cosine`` normalises the rows of X *before* the product instead (the batch's
+cosine-similarity matrix: symmetric, unit diagonal). At equal weight the cosine form's terms are
+20-580x larger (batches of 9-56 images), enough to swamp the ranking loss.
+Each step also logs every weighted term's share of the gradient norm at the student's feature map
+(``gshare_*`` in ``steps.csv``), so an over-weighted term is visible.
 The teacher is loaded from its checkpoint, frozen, in ``eval()`` and only run forward (its
 attention weights come from a detached copy of its features).
 ``kd_weight 0`` trains the same student without distillation (the ablation row); the KD terms are
@@ -49,22 +53,74 @@ class DistillConfig(TrainConfig):
     teacher_num_clusters: int | None = None
     teacher_arch_kwargs: dict | None = None
     kd_weight: float = 100.0
+    gram: str = "rownorm"
+    soft_weight: float = 0.0
     loss: str = "sare_ind"
+    temperature: float | None = 0.07
 
 
-def gram(x: torch.Tensor) -> torch.Tensor:
-    """``[B, B]`` cosine-similarity matrix of the ``[B, ...]`` batch: ``X̂ X̂ᵀ`` with unit-norm rows ``X̂``.
+GRAM_FORMS = ("rownorm", "cosine")
+SOFT_TEMPERATURE = 0.07  # of the soft ranking term when the ranking loss has no temperature
 
-    A zero row (e.g. an all-zero attention map) gives a zero row and column.
+
+def gram(x: torch.Tensor, form: str = "rownorm") -> torch.Tensor:
+    """``[B, B]`` similarity matrix of the ``[B, ...]`` batch ``X`` (rows flattened).
+
+    ``rownorm``: ``X Xᵀ`` with each row L2-normalised (the WAKD code). ``cosine``: ``X̂ X̂ᵀ`` with
+    ``X̂`` = X with unit-norm rows. A zero row of X (e.g. an all-zero attention map) gives a zero
+    row (and, for ``cosine``, column).
     """
-    x = F.normalize(x.flatten(1).float(), dim=1)
-    return x @ x.T
+    x = x.flatten(1).float()
+    if form == "rownorm":
+        return F.normalize(x @ x.T, dim=1)
+    if form == "cosine":
+        x = F.normalize(x, dim=1)
+        return x @ x.T
+    raise WakdError(f"--gram {form!r}: expected one of {', '.join(GRAM_FORMS)}")
 
 
-def kd_terms(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def kd_terms(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor],
+             form: str = "rownorm") -> dict[str, torch.Tensor]:
     """``kd_vlad`` and ``kd_att`` between two ``EmbedNet(..., return_features=True)`` outputs of one batch."""
-    return {"kd_vlad": F.mse_loss(gram(student["vlad_intra"]), gram(teacher["vlad_intra"])),
-            "kd_att": F.mse_loss(gram(attention_map(student["features"])), gram(attention_map(teacher["features"])))}
+    att_s, att_t = attention_map(student["features"]), attention_map(teacher["features"])
+    return {"kd_vlad": F.mse_loss(gram(student["vlad_intra"], form), gram(teacher["vlad_intra"], form)),
+            "kd_att": F.mse_loss(gram(att_s, form), gram(att_t, form))}
+
+
+def soft_ranking_kd(student: torch.Tensor, teacher: torch.Tensor, b: int, t: int,
+                    temperature: float = 0.07) -> torch.Tensor:
+    """KL(teacher || student) of each tuple's softmax over its candidates' similarities to the query.
+
+    ``student`` / ``teacher`` are ``[b*t, D]`` descriptors of ``b`` tuples (query, then ``t-1``
+    candidates: positive and negatives); similarities are dot products / ``temperature``. This is
+    the soft loss of SFRS / the WAKD script with the frozen teacher as the soft-label model: it
+    passes on the teacher's *ranking* of the candidates, which the batch Gram terms barely see
+    (their values are dominated by the common level of all similarities).
+    """
+    def logits(d: torch.Tensor) -> torch.Tensor:
+        d = d.float().view(b, t, -1)
+        return torch.einsum("bd,bnd->bn", d[:, 0], d[:, 1:]) / temperature
+
+    target = logits(teacher).softmax(dim=1).detach()
+    return F.kl_div(logits(student).log_softmax(dim=1), target, reduction="batchmean")
+
+
+def gradient_shares(terms: dict[str, torch.Tensor], wrt: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each term's share of the summed gradient norms with respect to ``wrt`` (``gshare_<name>``).
+
+    The graph is kept for the optimiser's backward pass; nothing is accumulated into ``.grad``.
+    """
+    if not wrt.requires_grad:
+        return {}
+    norms = {}
+    for name, term in terms.items():
+        if not term.requires_grad:
+            norms[name] = torch.zeros((), device=wrt.device)
+            continue
+        (g,) = torch.autograd.grad(term, wrt, retain_graph=True, allow_unused=True)
+        norms[name] = torch.zeros((), device=wrt.device) if g is None else g.float().norm()
+    total = sum(norms.values()).clamp_min(1e-30)
+    return {f"gshare_{k}": (v / total).detach() for k, v in norms.items()}
 
 
 def load_teacher(path: str | os.PathLike, arch: str | None = None, num_clusters: int | None = None,
@@ -104,7 +160,8 @@ class DistillObjective(RankingObjective):
 
     def __init__(self, cfg: DistillConfig, teacher: EmbedNet, device: torch.device) -> None:
         super().__init__(cfg)
-        self.kd_weight = cfg.kd_weight
+        self.kd_weight, self.form, self.soft_weight = cfg.kd_weight, cfg.gram, cfg.soft_weight
+        self.soft_temperature = cfg.temperature or SOFT_TEMPERATURE
         self.teacher = prepare(teacher, device).eval()
 
     def __call__(self, net: torch.nn.Module, x: torch.Tensor, b: int, t: int, device: torch.device,
@@ -114,13 +171,21 @@ class DistillObjective(RankingObjective):
         with torch.no_grad(), autocast(device, precision):
             tch = self.teacher(x, return_features=True)
         hard = self.ranking_loss(s["desc"], b, t)
-        kd = kd_terms(s, tch)
-        return {"loss": hard + self.kd_weight * (kd["kd_vlad"] + kd["kd_att"]), "hard_loss": hard, **kd}
+        kd = kd_terms(s, tch, self.form)
+        kd["kd_rank"] = soft_ranking_kd(s["desc"], tch["desc"], b, t, self.soft_temperature)
+        weighted = {"hard": hard, "kd_vlad": self.kd_weight * kd["kd_vlad"], "kd_att": self.kd_weight * kd["kd_att"],
+                    "kd_rank": self.soft_weight * kd["kd_rank"]}
+        return {"loss": sum(weighted.values()), "hard_loss": hard, **kd,
+                **gradient_shares(weighted, s["features"])}
 
 
 def distill(cfg: DistillConfig, resume: str | os.PathLike | None = None) -> dict:
     """Train the student of ``cfg`` against the frozen teacher ``cfg.teacher``; see :func:`wakd.train.train`."""
     if cfg.kd_weight < 0:
         raise WakdError(f"--kd-weight {cfg.kd_weight}: expected a non-negative weight")
+    if cfg.soft_weight < 0:
+        raise WakdError(f"--soft-weight {cfg.soft_weight}: expected a non-negative weight")
+    if cfg.gram not in GRAM_FORMS:
+        raise WakdError(f"--gram {cfg.gram!r}: expected one of {', '.join(GRAM_FORMS)}")
     teacher = load_teacher(cfg.teacher, cfg.teacher_arch, cfg.teacher_num_clusters, cfg.teacher_arch_kwargs)
     return train(cfg, resume=resume, objective=lambda device: DistillObjective(cfg, teacher, device))

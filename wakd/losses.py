@@ -1,16 +1,22 @@
 """Weakly supervised ranking losses on L2-normalised descriptors, selectable by name.
 
-Each loss takes the query ``q [B, D]``, its positive ``p [B, D]`` and negatives ``n [B, N, D]`` and
-returns a scalar. Distances are squared Euclidean.
+Each loss takes the query ``q [B, D]``, its positive ``p [B, D]`` and negatives ``n [B, N, D]``,
+a ``margin`` (triplet losses) and a ``temperature`` (SARE losses) and returns a scalar.
 
-* ``triplet`` (NetVLAD): mean over tuples and negatives of ``max(0, d(q,p) + m - d(q,n))``, m = 0.1.
-* ``sare_joint`` (Liu et al., ICCV 2019): ``-log softmax(-[d(q,p), d(q,n_1..N)])[0]``, one softmax
-  over the positive and all negatives.
-* ``sare_ind``: the same softmax for each (positive, negative) pair separately, averaged.
+* ``triplet`` (pytorch-NetVlad, OpenIBL, WAKD): mean over tuples and negatives of
+  ``max(0, |q-p| + m - |q-n|)`` on *Euclidean* distances, m = sqrt(0.1) by default (pytorch-NetVlad's
+  ``margin**0.5`` for its ``--margin 0.1``), as ``F.triplet_margin_loss``.
+* ``triplet_sq``: the same on *squared* distances, m = 0.1 by default (the demo teacher's recipe).
+* ``sare_joint`` (Liu et al., ICCV 2019): ``-log softmax(s)[0]`` with one softmax over the positive
+  and all negatives; ``sare_ind``: the same softmax for each (positive, negative) pair, averaged.
+  The scores ``s`` are, with ``temperature`` T > 0, dot products divided by T (the WAKD code, T = 0.07);
+  with T = None or 0, negative squared Euclidean distances (OpenIBL's teacher trainer). On unit
+  vectors ``-|q-x|^2 = 2 q.x - 2``, so the Euclidean form is the dot-product form at T = 0.5.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -18,31 +24,54 @@ import torch.nn.functional as F
 
 from wakd.utils import WakdError
 
+DEFAULT_MARGINS = {"triplet": math.sqrt(0.1), "triplet_sq": 0.1}
 
-def _distances(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+
+def _sq_distances(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     d_pos = (q - p).pow(2).sum(-1, keepdim=True)  # [B, 1]
     d_neg = (q[:, None] - n).pow(2).sum(-1)  # [B, N]
     return d_pos, d_neg
 
 
-def triplet_loss(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor, margin: float = 0.1) -> torch.Tensor:
-    d_pos, d_neg = _distances(q, p, n)
+def _scores(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor, temperature: float | None):
+    """``([B, 1], [B, N])`` similarity scores of the positive and negatives (higher = closer)."""
+    if temperature:
+        return (q * p).sum(-1, keepdim=True) / temperature, torch.einsum("bd,bnd->bn", q, n) / temperature
+    d_pos, d_neg = _sq_distances(q, p, n)
+    return -d_pos, -d_neg
+
+
+def triplet_loss(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor, margin: float | None = None,
+                 temperature: float | None = None) -> torch.Tensor:
+    margin = DEFAULT_MARGINS["triplet"] if margin is None else margin
+    d_pos = (q - p).pow(2).sum(-1, keepdim=True).clamp_min(1e-12).sqrt()
+    d_neg = (q[:, None] - n).pow(2).sum(-1).clamp_min(1e-12).sqrt()
     return F.relu(d_pos + margin - d_neg).mean()
 
 
-def sare_joint_loss(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor, margin: float = 0.1) -> torch.Tensor:
-    d_pos, d_neg = _distances(q, p, n)
-    return -F.log_softmax(-torch.cat([d_pos, d_neg], 1), dim=1)[:, 0].mean()
+def triplet_sq_loss(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor, margin: float | None = None,
+                    temperature: float | None = None) -> torch.Tensor:
+    margin = DEFAULT_MARGINS["triplet_sq"] if margin is None else margin
+    d_pos, d_neg = _sq_distances(q, p, n)
+    return F.relu(d_pos + margin - d_neg).mean()
 
 
-def sare_ind_loss(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor, margin: float = 0.1) -> torch.Tensor:
-    d_pos, d_neg = _distances(q, p, n)
-    pairs = torch.stack([d_pos.expand_as(d_neg), d_neg], -1)  # [B, N, 2]
-    return -F.log_softmax(-pairs, dim=-1)[..., 0].mean()
+def sare_joint_loss(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor, margin: float | None = None,
+                    temperature: float | None = None) -> torch.Tensor:
+    s_pos, s_neg = _scores(q, p, n, temperature)
+    return -F.log_softmax(torch.cat([s_pos, s_neg], 1), dim=1)[:, 0].mean()
+
+
+def sare_ind_loss(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor, margin: float | None = None,
+                  temperature: float | None = None) -> torch.Tensor:
+    s_pos, s_neg = _scores(q, p, n, temperature)
+    pairs = torch.stack([s_pos.expand_as(s_neg), s_neg], -1)  # [B, N, 2]
+    return -F.log_softmax(pairs, dim=-1)[..., 0].mean()
 
 
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "triplet": triplet_loss,
+    "triplet_sq": triplet_sq_loss,
     "sare_joint": sare_joint_loss,
     "sare_ind": sare_ind_loss,
 }
@@ -52,3 +81,12 @@ def get_loss(name: str) -> Callable[..., torch.Tensor]:
     if name not in LOSSES:
         raise WakdError(f"Unknown loss {name!r}; expected one of {', '.join(LOSSES)}")
     return LOSSES[name]
+
+
+def check_loss_options(name: str, margin: float | None, temperature: float | None) -> None:
+    """Refuse option values a loss cannot use (named), before any work is done."""
+    get_loss(name)
+    if margin is not None and not (margin > 0 and math.isfinite(margin)):
+        raise WakdError(f"--margin {margin}: expected a positive number")
+    if temperature is not None and not (temperature >= 0 and math.isfinite(temperature)):
+        raise WakdError(f"--temperature {temperature}: expected a positive number (0: Euclidean SARE)")

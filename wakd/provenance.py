@@ -42,11 +42,25 @@ def git_commit(repo: str | os.PathLike | None = None) -> str | None:
     return commit + ("-dirty" if dirty else "")
 
 
+def precision_used(config: dict[str, Any]) -> dict[str, Any]:
+    """What ``--precision``/``--device`` resolved to on this machine, and the CPU's bf16 units
+    (precision changes the trained model, so it is recorded beside every network stage's output)."""
+    from wakd.device import bf16_is_fast, resolve_device, resolve_precision
+
+    try:
+        device = resolve_device(config.get("device", "auto"))
+        used = resolve_precision(device, config["precision"])
+    except Exception as exc:  # noqa: BLE001 - provenance must not fail a finished run
+        return {"precision_used": f"unknown ({exc})"}
+    return {"device_used": str(device), "precision_used": used, "bf16_fast_here": bf16_is_fast(device)}
+
+
 def run_info(config: dict[str, Any], seed: int | None) -> dict[str, Any]:
     """The provenance record of one run."""
     return {
         "command": sys.argv,
         "config": config,
+        **(precision_used(config) if "precision" in config else {}),
         "seed": seed,
         "git_commit": git_commit(),
         "packages": package_versions(),

@@ -37,28 +37,49 @@ def _save(fig, out: str | os.PathLike) -> None:
     plt.close(fig)
 
 
-def recall_curves(table: pd.DataFrame, out: str | os.PathLike, rule: str = "25m", condition: str = "all") -> None:
-    """One panel per dataset: Recall@N against N, one line per model."""
-    sel = table[(table["rule"] == rule) & (table["condition"] == condition)]
+CONDITION_ORDER = ("all", "day", "sunset", "night")
+
+
+def recall_curves(table: pd.DataFrame, out: str | os.PathLike, rule: str = "25m",
+                  condition: str = "each") -> list[str]:
+    """Recall@N against N, one line per model: one row of panels per dataset and, with
+    ``condition="each"`` (default), one panel per query condition (all, day, sunset, night where
+    known), so a difference hidden in ``all`` shows; a condition name plots only that one.
+
+    Returns:
+        The panels' titles, row by row.
+    """
+    sel = table[table["rule"] == rule]
+    if condition != "each":
+        sel = sel[sel["condition"] == condition]
     if sel.empty:
         raise WakdError(f"no rows with rule={rule!r} and condition={condition!r} to plot")
     ncols = sorted((c for c in sel.columns if c.startswith("R@")), key=lambda c: int(c[2:]))
     ns = [int(c[2:]) for c in ncols]
     datasets = sorted(sel["dataset"].unique())
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4.8 * len(datasets), 3.8), squeeze=False)
-    for ax, dsname in zip(axes[0], datasets):
-        for _, row in sel[sel["dataset"] == dsname].iterrows():
-            ax.plot(ns, [100 * row[c] for c in ncols], marker="o", label=row["model"])
-        ax.set_xscale("log")
-        ax.set_xticks(ns, [str(n) for n in ns])
-        ax.set_xlabel("N (number of top database candidates)")
-        ax.set_ylabel("Recall@N (%)")
-        ax.set_ylim(0, 100)
-        ax.grid(alpha=0.3)
-        ax.set_title(f"{dsname} ({condition}, {rule})")
-        ax.legend(fontsize=8)
+    present = set(sel["condition"])
+    conditions = [c for c in CONDITION_ORDER if c in present] + sorted(present - set(CONDITION_ORDER))
+    fig, axes = plt.subplots(len(datasets), len(conditions), figsize=(4.2 * len(conditions), 3.6 * len(datasets)),
+                             squeeze=False)
+    for row_axes, dsname in zip(axes, datasets):
+        for ax, cond in zip(row_axes, conditions):
+            part = sel[(sel["dataset"] == dsname) & (sel["condition"] == cond)]
+            for _, row in part.iterrows():
+                ax.plot(ns, [100 * row[c] for c in ncols], marker="o", label=row["model"])
+            queries = int(part["queries"].iloc[0]) if len(part) and "queries" in part else 0
+            ax.set_xscale("log")
+            ax.set_xticks(ns, [str(n) for n in ns])
+            ax.set_xlabel("N (number of top database candidates)")
+            ax.set_ylabel("Recall@N (%)")
+            ax.set_ylim(0, 100)
+            ax.grid(alpha=0.3)
+            ax.set_title(f"{dsname}: {cond} ({queries} queries, {rule})", fontsize=10)
+            if len(part):
+                ax.legend(fontsize=7)
     fig.tight_layout()
+    titles = [ax.get_title() for ax in axes.flat]
     _save(fig, out)
+    return titles
 
 
 def prediction_grid(q_paths: Sequence[str], db_paths: Sequence[str], pred: np.ndarray, positives: list[np.ndarray],

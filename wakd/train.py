@@ -40,8 +40,9 @@ from wakd.data.base import PlaceDataset
 from wakd.data.loader import ImageList
 from wakd.data.tuples import best_positive, hardest, mining_sets, negative_pool
 from wakd.device import autocast, prepare, resolve_device, resolve_precision, to_input
-from wakd.features import describe_images
-from wakd.losses import get_loss
+from wakd.features import describe_images, sample_paths
+from wakd.losses import check_loss_options, get_loss
+from wakd.models.bn import DEFAULT_IMAGES, recalibrate_bn, wants_precise_bn
 from wakd.models.build import build_embednet
 from wakd.recall import RECALL_VALUES, recall_rows
 from wakd.search import knn
@@ -66,7 +67,8 @@ class TrainConfig:
     val_split: str = "val"
     epochs: int = 5
     loss: str = "triplet"
-    margin: float = 0.1
+    margin: float | None = None  # None: the loss's default (wakd.losses.DEFAULT_MARGINS)
+    temperature: float | None = None  # SARE on dot products / T; None: on squared distances
     optimizer: str = "sgd"
     lr: float = 0.001
     momentum: float = 0.9
@@ -87,6 +89,7 @@ class TrainConfig:
     threads: int | None = None
     batch_size: int = 32  # for describing images (cache refresh, validation)
     size: tuple[int, int] | None = None
+    precise_bn: int = DEFAULT_IMAGES  # training images re-estimating BN statistics before eval(); 0: off
 
 
 class RankingObjective:
@@ -97,11 +100,11 @@ class RankingObjective:
     """
 
     def __init__(self, cfg: TrainConfig) -> None:
-        self.loss_fn, self.margin = get_loss(cfg.loss), cfg.margin
+        self.loss_fn, self.margin, self.temperature = get_loss(cfg.loss), cfg.margin, cfg.temperature
 
     def ranking_loss(self, desc: torch.Tensor, b: int, t: int) -> torch.Tensor:
         d = desc.float().view(b, t, -1)
-        return self.loss_fn(d[:, 0], d[:, 1], d[:, 2:], self.margin)
+        return self.loss_fn(d[:, 0], d[:, 1], d[:, 2:], self.margin, self.temperature)
 
     def __call__(self, net: torch.nn.Module, x: torch.Tensor, b: int, t: int, device: torch.device,
                  precision: str) -> dict[str, torch.Tensor]:
@@ -160,6 +163,15 @@ def mine_chunk(model: torch.nn.Module, ds: PlaceDataset, queries: np.ndarray, se
     return tuples
 
 
+def calibrate(model: torch.nn.Module, ds: PlaceDataset, cfg: TrainConfig, device: torch.device,
+              seed: tuple[int, ...]) -> None:
+    """Precise BN over ``cfg.precise_bn`` training images (database and queries) drawn with ``seed``."""
+    paths = ds.db_paths + ds.q_paths
+    pick = sample_paths(paths, cfg.precise_bn, int(np.random.default_rng(list(seed)).integers(2**31)))
+    recalibrate_bn(model, pick, device, batch_size=cfg.batch_size, workers=cfg.workers,
+                   precision=cfg.precision, size=cfg.size)
+
+
 def validate(model: torch.nn.Module, ds: PlaceDataset, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
     """Recall@N (25 m rule, all queries) on the validation split."""
     db = describe_images(model, ds.db_paths, device, **_describe_options(cfg))
@@ -216,6 +228,9 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
         WakdError: bad data (too few positives / negatives), a non-finite loss (the last good
             checkpoint is kept), or a bad option.
     """
+    check_loss_options(cfg.loss, cfg.margin, cfg.temperature)
+    if cfg.precise_bn < 0:
+        raise WakdError(f"--precise-bn {cfg.precise_bn}: expected a number of images >= 0 (0: off)")
     rank, world = _dist_info()
     device = resolve_device(cfg.device)
     if world > 1:
@@ -235,6 +250,7 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
 
     torch.manual_seed(cfg.seed)
     model = build_embednet(cfg.arch, cfg.num_clusters, clusters=cfg.clusters, weights=cfg.weights, **cfg.arch_kwargs)
+    precise_bn = wants_precise_bn(model, cfg.precise_bn, pretrained=bool(cfg.weights), what=f"{cfg.arch} network")
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -269,6 +285,8 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
         terms: dict[str, list[float]] = {}
         for c0 in range(0, len(queries), cfg.cache_size):
             t0 = time.perf_counter()
+            if precise_bn:
+                calibrate(model, ds, cfg, device, (cfg.seed, epoch, c0))
             tuples = mine_chunk(model, ds, queries[c0:c0 + cfg.cache_size], sets, hard_negs, cfg, rng, device)
             t1 = time.perf_counter()
             t_cache += t1 - t0
@@ -305,6 +323,8 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
             hard_negs = _merge_cache(hard_negs, queries, device)
         if rank == 0:
             t0 = time.perf_counter()
+            if precise_bn:  # also what the checkpoints below hold: statistics of the epoch's final weights
+                calibrate(model, ds, cfg, device, (cfg.seed, epoch, len(queries)))
             rec = validate(model, val, cfg, device)
             t_val = time.perf_counter() - t0
             row = {"epoch": epoch, **means, "lr": opt.param_groups[0]["lr"], **rec,

@@ -7,8 +7,9 @@ downloaded: models start from random initialisation unless a local weights file 
 
 Registered: ``vgg16`` (conv5_3 before its ReLU, stride 16, conv1-conv4 frozen by default),
 ``mobilenetv3_large`` / ``mobilenetv3_small`` (all layers trainable, a 1x1 conv + BN + hardswish
-projection to 512 channels), ``resnet18`` / ``resnet50`` / ``resnet152`` (cut after ``layer3``
-(default) or ``layer4``).
+projection to 512 channels; ``output_stride=16`` drops the last stage, so small images keep a
+useful map: 6x8 at 96x128), ``resnet18`` / ``resnet50`` / ``resnet152`` (cut after ``layer3``
+(default) or ``layer4``; ``resnet18(width=0.375)`` has 3/8 of the channels, the demo student).
 """
 
 from __future__ import annotations
@@ -123,18 +124,33 @@ def _projection(in_ch: int, out_ch: int = 512) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch), nn.Hardswish())
 
 
+# Where each MobileNetV3 reaches stride 16: features[:n] ends with the last stride-16 block
+# (Large: 112 channels, Small: 48); the stages after it run at stride 32.
+_MOBILENET_STRIDE16 = {"mobilenetv3_large": (13, 112), "mobilenetv3_small": (9, 48)}
+
+
+def _mobilenet(name: str, net: nn.Module, last_channels: int, out_channels: int, output_stride: int) -> Backbone:
+    if output_stride not in (16, 32):
+        raise WakdError(f"model {name}: output_stride must be 16 or 32, got {output_stride}")
+    features = _set_bn_momentum(net.features, MOBILENET_BN_MOMENTUM)
+    if output_stride == 16:
+        cut, last_channels = _MOBILENET_STRIDE16[name]
+        features = features[:cut]
+    return _Sequential(name, features, out_channels, output_stride, _projection(last_channels, out_channels))
+
+
 @register_model("mobilenetv3_large")
-def mobilenetv3_large(out_channels: int = 512) -> Backbone:
-    """MobileNetV3-Large features (960 channels, stride 32) projected to ``out_channels`` (BN momentum 0.1)."""
-    features = _set_bn_momentum(tvm.mobilenet_v3_large(weights=None).features, MOBILENET_BN_MOMENTUM)
-    return _Sequential("mobilenetv3_large", features, out_channels, 32, _projection(960, out_channels))
+def mobilenetv3_large(out_channels: int = 512, output_stride: int = 32) -> Backbone:
+    """MobileNetV3-Large features (960 channels at stride 32, or 112 at stride 16 with the last stage
+    dropped) projected to ``out_channels`` (BN momentum 0.1)."""
+    return _mobilenet("mobilenetv3_large", tvm.mobilenet_v3_large(weights=None), 960, out_channels, output_stride)
 
 
 @register_model("mobilenetv3_small")
-def mobilenetv3_small(out_channels: int = 512) -> Backbone:
-    """MobileNetV3-Small features (576 channels, stride 32) projected to ``out_channels`` (BN momentum 0.1)."""
-    features = _set_bn_momentum(tvm.mobilenet_v3_small(weights=None).features, MOBILENET_BN_MOMENTUM)
-    return _Sequential("mobilenetv3_small", features, out_channels, 32, _projection(576, out_channels))
+def mobilenetv3_small(out_channels: int = 512, output_stride: int = 32) -> Backbone:
+    """MobileNetV3-Small features (576 channels at stride 32, or 48 at stride 16 with the last stage
+    dropped) projected to ``out_channels`` (BN momentum 0.1)."""
+    return _mobilenet("mobilenetv3_small", tvm.mobilenet_v3_small(weights=None), 576, out_channels, output_stride)
 
 
 class _ResNet(Backbone):
@@ -156,9 +172,42 @@ class _ResNet(Backbone):
         return x if self.layer4 is None else self.layer4(x)
 
 
+def _narrow_resnet18(width: float) -> nn.Module:
+    """torchvision's ResNet18 with every layer's channels scaled by ``width`` (module names kept).
+
+    ``width=0.5`` has 32/64/128/256 channels and a quarter of the convolution FLOPs; torchvision's
+    ImageNet weights only fit ``width=1``.
+    """
+    from torchvision.models.resnet import BasicBlock, conv1x1
+
+    net = tvm.resnet18(weights=None)
+    if width == 1:
+        return net
+    if not 0 < width < 1:
+        raise WakdError(f"model resnet18: width must be in (0, 1], got {width}")
+    planes = [max(8, round(64 * width) * m) for m in (1, 2, 4, 8)]
+    net.conv1 = nn.Conv2d(3, planes[0], kernel_size=7, stride=2, padding=3, bias=False)
+    net.bn1 = nn.BatchNorm2d(planes[0])
+    inplanes = planes[0]
+    for i, out in enumerate(planes):
+        stride = 1 if i == 0 else 2
+        down = nn.Sequential(conv1x1(inplanes, out, stride), nn.BatchNorm2d(out)) if stride != 1 or inplanes != out \
+            else None
+        setattr(net, f"layer{i + 1}", nn.Sequential(BasicBlock(inplanes, out, stride, down), BasicBlock(out, out)))
+        inplanes = out
+    for m in net.modules():  # torchvision's initialisation
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return net
+
+
 @register_model("resnet18")
-def resnet18(last_layer: int = 3) -> Backbone:
-    return _ResNet("resnet18", tvm.resnet18(weights=None), last_layer)
+def resnet18(last_layer: int = 3, width: float = 1.0) -> Backbone:
+    """ResNet18 cut after layer3 (256 channels, stride 16) or layer4; ``width`` < 1 scales its channels."""
+    return _ResNet("resnet18", _narrow_resnet18(width), last_layer)
 
 
 @register_model("resnet50")

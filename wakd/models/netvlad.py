@@ -31,7 +31,8 @@ class NetVLAD(nn.Module):
         self.num_clusters, self.dim = num_clusters, dim
         self.conv = nn.Conv2d(dim, num_clusters, kernel_size=1, bias=False)
         self.centroids = nn.Parameter(torch.rand(num_clusters, dim))
-        self.register_buffer("alpha", torch.tensor(0.0))
+        # informative only (not used by forward); not persistent, so foreign (OpenIBL) state dicts match exactly
+        self.register_buffer("alpha", torch.tensor(0.0), persistent=False)
 
     @property
     def out_dim(self) -> int:

@@ -16,16 +16,17 @@ rule cluster:
         runtime=30,
         mem_mb=4000,
     params:
-        device=device_option("cluster"),
+        device=run_options("cluster"),
         code=code("cluster"),
         root=lambda wc: dataset_root(wc.trainset),
         weights=lambda wc: weights_option(arch_net(wc.trainset, wc.arch)),
+        arch_options=lambda wc: arch_options(arch_net(wc.trainset, wc.arch)),
         size=lambda wc: size_option(wc.trainset),
         num_images=config["cluster"]["num_images"],
         per_image=config["cluster"]["per_image"],
         workers=config["loader_workers"],
     shell:
-        "wakd --log-file {log} cluster {params.device} --arch {wildcards.arch} {params.weights} "
+        "wakd --log-file {log} cluster {params.device} --arch {wildcards.arch} {params.arch_options} {params.weights} "
         "--dataset {wildcards.trainset} --root {params.root} --split train --num-clusters {wildcards.k} "
         "--num-images {params.num_images} --per-image {params.per_image} {params.size} "
         "--workers {params.workers} --out {output}"

@@ -76,10 +76,12 @@ def gpus(stage):
     return config["gpus"][stage]
 
 
-def device_option(stage):
-    """CPU stages say so (a GPU visible to a CPU job is not used behind the scheduler's back); GPU
-    stages take the GPU torch sees (`auto`: CUDA if present, logged)."""
-    return "--device auto" if gpus(stage) else "--device cpu"
+def run_options(stage):
+    """Device, precision and seed of a stage. CPU stages say so (a GPU visible to a CPU job is not
+    used behind the scheduler's back); GPU stages take the GPU torch sees (`auto`: CUDA if present,
+    logged). Precision and seed come from the config (`precision`, `seed`)."""
+    device = "--device auto" if gpus(stage) else "--device cpu"
+    return f"{device} --precision {config['precision']} --seed {config['seed']}"
 
 
 def launcher(stage):
@@ -137,6 +139,11 @@ def pca_path(dataset, model):
     if not dim or model == "teacher_init":
         return None
     return f"results/pca/{model}_{trainset(dataset)}_{dim}.hdf5"
+
+
+def arch_options(m):
+    """Backbone options of a configured network (`arch_options:`, e.g. `--output-stride 16`)."""
+    return cli_options(m["arch_options"])
 
 
 def weights_option(m):

@@ -38,10 +38,11 @@ rule extract:
         runtime=30,
         mem_mb=4000,
     params:
-        device=device_option("extract"),
+        device=run_options("extract"),
         code=code("extract"),
         root=lambda wc: dataset_root(wc.dataset),
         arch=lambda wc: net(wc.dataset, MODELS[wc.model])["arch"],
+        arch_options=lambda wc: arch_options(net(wc.dataset, MODELS[wc.model])),
         k=lambda wc: net(wc.dataset, MODELS[wc.model])["num_clusters"],
         weights=lambda wc: weights_option(net(wc.dataset, MODELS[wc.model])),
         checkpoint=lambda wc, input: (
@@ -52,7 +53,7 @@ rule extract:
         dtype=config["evaluation"]["dtype"],
         workers=config["loader_workers"],
     shell:
-        "wakd --log-file {log} extract {params.device} --arch {params.arch} --num-clusters {params.k} "
+        "wakd --log-file {log} extract {params.device} --arch {params.arch} {params.arch_options} --num-clusters {params.k} "
         "--clusters {input.clusters} {params.weights} {params.checkpoint} {params.pca} --dataset {wildcards.dataset} "
         "--root {params.root} --split {wildcards.split} {params.size} --dtype {params.dtype} "
         "--workers {params.workers} --out {output}"
@@ -77,16 +78,17 @@ rule pca:
         runtime=30,
         mem_mb=8000,
     params:
-        device=device_option("extract"),
+        device=run_options("extract"),
         code=code("pca"),
         root=lambda wc: dataset_root(wc.trainset),
         arch=lambda wc: net(wc.trainset, MODELS[wc.model])["arch"],
+        arch_options=lambda wc: arch_options(net(wc.trainset, MODELS[wc.model])),
         k=lambda wc: net(wc.trainset, MODELS[wc.model])["num_clusters"],
         size=lambda wc: size_option(wc.trainset),
         num_images=config["pca"]["num_images"],
         workers=config["loader_workers"],
     shell:
-        "wakd --log-file {log} pca {params.device} --arch {params.arch} --num-clusters {params.k} "
+        "wakd --log-file {log} pca {params.device} --arch {params.arch} {params.arch_options} --num-clusters {params.k} "
         "--clusters {input.clusters} --checkpoint {input.checkpoint} --dataset {wildcards.trainset} "
         "--root {params.root} --split train {params.size} --num-images {params.num_images} "
         "--dim {wildcards.dim} --workers {params.workers} --out {output}"

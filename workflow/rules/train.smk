@@ -26,10 +26,11 @@ rule train_teacher:
         mem_mb=8000,
     params:
         launch=launcher("train"),
-        device=device_option("train"),
+        device=run_options("train"),
         code=code("train"),
         root=lambda wc: dataset_root(wc.trainset),
         arch=lambda wc: net(wc.trainset, "teacher")["arch"],
+        arch_options=lambda wc: arch_options(net(wc.trainset, "teacher")),
         k=lambda wc: net(wc.trainset, "teacher")["num_clusters"],
         weights=lambda wc: weights_option(net(wc.trainset, "teacher")),
         size=lambda wc: size_option(wc.trainset),
@@ -37,7 +38,7 @@ rule train_teacher:
         out_dir=subpath(output.best, parent=True),
         workers=config["loader_workers"],
     shell:
-        "{params.launch} --log-file {log} train {params.device} --arch {params.arch} --num-clusters {params.k} "
+        "{params.launch} --log-file {log} train {params.device} --arch {params.arch} {params.arch_options} --num-clusters {params.k} "
         "--clusters {input.clusters} {params.weights} --dataset {wildcards.trainset} --root {params.root} "
         "{params.size} {params.options} --threads {threads} --workers {params.workers} --out-dir {params.out_dir}"
 
@@ -67,22 +68,23 @@ rule distill_student:
         mem_mb=8000,
     params:
         launch=launcher("distill"),
-        device=device_option("distill"),
+        device=run_options("distill"),
         code=code("distill"),
         root=lambda wc: dataset_root(wc.trainset),
         arch=lambda wc: net(wc.trainset, "student")["arch"],
+        arch_options=lambda wc: arch_options(net(wc.trainset, "student")),
         k=lambda wc: net(wc.trainset, "student")["num_clusters"],
         weights=lambda wc: weights_option(net(wc.trainset, "student")),
         size=lambda wc: size_option(wc.trainset),
         # the ablation student: the same options, no distillation
         options=lambda wc: cli_options(
             net(wc.trainset, "student")["train"],
-            **({"kd_weight": 0.0} if wc.variant == "nokd" else {}),
+            **({"kd_weight": 0.0, "soft_weight": 0.0} if wc.variant == "nokd" else {}),
         ),
         out_dir=subpath(output.best, parent=True),
         workers=config["loader_workers"],
     shell:
-        "{params.launch} --log-file {log} distill {params.device} --arch {params.arch} --num-clusters {params.k} "
+        "{params.launch} --log-file {log} distill {params.device} --arch {params.arch} {params.arch_options} --num-clusters {params.k} "
         "--clusters {input.clusters} {params.weights} --teacher {input.teacher} --dataset {wildcards.trainset} "
         "--root {params.root} {params.size} {params.options} --threads {threads} --workers {params.workers} "
         "--out-dir {params.out_dir}"

@@ -1,0 +1,90 @@
+"""Precise BN: BatchNorm statistics re-estimated on real images, so eval mode describes what training optimised."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from wakd.cluster import run_cluster
+from wakd.data import load_dataset
+from wakd.data.loader import ImageList
+from wakd.data.tuples import mining_sets
+from wakd.losses import get_loss
+from wakd.models.bn import bn_layers, recalibrate_bn, wants_precise_bn
+from wakd.models.build import build_embednet
+from wakd.train import TrainConfig, TupleImages, mine_chunk, train
+
+
+def test_recalibrate_bn_averages_the_batches_and_restores_the_layer(tiny_city):
+    ds = load_dataset("synthetic", "train", tiny_city)
+    paths = ds.db_paths[:24]
+    net = nn.Sequential(nn.BatchNorm2d(3))
+    net.train()
+    momentum = net[0].momentum
+    assert recalibrate_bn(net, paths, torch.device("cpu"), batch_size=8, size=(32, 40)) == 1
+    x = torch.stack([ImageList(paths, (32, 40))[i][0] for i in range(len(paths))])
+    # equal batches: the cumulative average of batch means is the mean over all images
+    assert torch.allclose(net[0].running_mean, x.mean(dim=(0, 2, 3)), atol=1e-5)
+    batch_vars = torch.stack([x[i:i + 8].var(dim=(0, 2, 3), unbiased=True) for i in (0, 8, 16)])
+    assert torch.allclose(net[0].running_var, batch_vars.mean(0), atol=1e-5)
+    assert net[0].momentum == momentum and net.training  # mode and momentum restored
+    weight = net[0].weight.clone()
+    assert torch.equal(net[0].weight, weight)
+    # nothing to do without BN; skipped (and said) for pretrained statistics or when turned off
+    assert recalibrate_bn(nn.Sequential(nn.Conv2d(3, 3, 1)), paths, torch.device("cpu")) == 0
+    assert not wants_precise_bn(nn.Sequential(nn.Conv2d(3, 3, 1)), 300, pretrained=False)
+    assert not wants_precise_bn(net, 300, pretrained=True)
+    assert not wants_precise_bn(net, 0, pretrained=False)
+    assert wants_precise_bn(net, 300, pretrained=False)
+
+
+def _last_bn_input_variance(model, x, train_mode):
+    """Mean over channels of the variance of the last BN layer's input, and the model's descriptors."""
+    seen = {}
+    hook = bn_layers(model)[-1].register_forward_pre_hook(lambda m, a: seen.setdefault("x", a[0].detach()))
+    model.train(train_mode)
+    with torch.no_grad():
+        desc = model(x)
+    hook.remove()
+    return seen["x"].var(dim=(0, 2, 3)).mean().item(), desc
+
+
+def _eval_vs_train(tiny_city, tmp_path, precise_bn):
+    """(eval/train variance ratio at the last BN layer, eval loss, train loss) after a short from-scratch run."""
+    clu = tmp_path / "clu.hdf5"
+    run_cluster("mobilenetv3_small", "synthetic", str(tiny_city), clu, num_clusters=8, num_images=80, per_image=10,
+                workers=0, precise_bn=precise_bn, arch_kwargs={"output_stride": 16})
+    cfg = TrainConfig(arch="mobilenetv3_small", arch_kwargs={"output_stride": 16}, dataset="synthetic",
+                      root=str(tiny_city), out_dir=str(tmp_path / "run"), num_clusters=8, clusters=str(clu), epochs=1,
+                      loss="sare_ind", temperature=0.07, optimizer="adam", lr=1e-3, weight_decay=0.0,
+                      tuples_per_batch=4, neg_num=4, neg_pool=60, cache_size=64, queries_per_epoch=64, workers=0,
+                      batch_size=32, precision="fp32", recall_values=(1, 5), precise_bn=precise_bn)
+    train(cfg)
+    model = build_embednet("mobilenetv3_small", 8, checkpoint=tmp_path / "run/model_best.pth.tar", output_stride=16)
+    ds = load_dataset("synthetic", "train", tiny_city)
+    sets = mining_sets(ds, cfg.neg_num)
+    tuples = mine_chunk(model, ds, sets.queries[:8], sets, np.full((ds.num_queries, 4), -1), cfg,
+                        np.random.default_rng(3), torch.device("cpu"))
+    x = torch.stack([TupleImages(tuples, ds, None)[i] for i in range(len(tuples))])
+    b, t = x.shape[:2]
+    var_eval, d_eval = _last_bn_input_variance(model, x.flatten(0, 1), train_mode=False)
+    var_train, d_train = _last_bn_input_variance(copy.deepcopy(model), x.flatten(0, 1), train_mode=True)
+    loss = get_loss("sare_ind")
+
+    def tuple_loss(d):
+        d = d.view(b, t, -1)
+        return loss(d[:, 0], d[:, 1], d[:, 2:], temperature=0.07).item()
+
+    return var_eval / var_train, tuple_loss(d_eval), tuple_loss(d_train)
+
+
+@pytest.mark.slow
+def test_precise_bn_makes_eval_mode_match_train_mode(tiny_city, tmp_path):
+    ratio, eval_loss, train_loss = _eval_vs_train(tiny_city, tmp_path / "on", precise_bn=200)
+    assert ratio > 0.5
+    assert eval_loss == pytest.approx(train_loss, rel=0.10)
+    # without it, the same short run leaves eval mode far from what training saw
+    ratio_off, eval_off, train_off = _eval_vs_train(tiny_city, tmp_path / "off", precise_bn=0)
+    assert ratio_off < 0.5 or abs(eval_off - train_off) > 0.10 * train_off
