@@ -5,7 +5,8 @@
 
 ``run`` runs the demo pipeline (`snakemake --cores N`, the default targets) once per seed in
 ``OUT_DIR/seed<N>`` with ``--config seed=N`` (clustering, training and distillation seed; the city
-is the configured one, rendered once and shared through a symlink). ``table`` reads every
+is the configured one, rendered once into ``--resources`` (default: the checkout's) and shared
+through a symlink). ``table`` reads every
 ``seed*/results/synthetic_recall.csv`` and prints, per model and condition, the mean and the
 spread (min-max) of test Recall@1 and @5 (25 m rule) over the seeds, as Markdown, plus the
 goal checks of issue 12 (KD student's day R@1 vs teacher and vs no-KD student), per seed too.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,21 +27,19 @@ MODELS = ["teacher_init", "teacher", "student_kd", "student_nokd"]
 CONDITIONS = ["all", "day", "sunset", "night"]
 
 
-def run(seeds: list[int], out_dir: Path, cores: int, extra: list[str]) -> None:
-    shared = out_dir / "resources"
+def run(seeds: list[int], out_dir: Path, cores: int, extra: list[str], resources: Path) -> None:
+    """One pipeline per seed in OUT_DIR/seed<N>, every one reading the city from ``resources``."""
+    resources.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
         work = out_dir / f"seed{seed}"
         work.mkdir(parents=True, exist_ok=True)
         link = work / "resources"
-        if seed != seeds[0] and not link.exists():
-            link.symlink_to(os.path.relpath(shared, work))
+        if not link.exists():
+            link.symlink_to(resources.resolve())
         cmd = ["snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(work), "--cores", str(cores),
                "--config", f"seed={seed}", *extra]
         print("+", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
-        if seed == seeds[0] and not shared.exists():
-            (work / "resources").rename(shared)
-            (work / "resources").symlink_to(os.path.relpath(shared, work))
 
 
 def table(out_dir: Path) -> dict:
@@ -89,13 +87,15 @@ def main() -> None:
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     r.add_argument("--out-dir", type=Path, default=Path("results/ablation"))
     r.add_argument("--cores", type=int, default=2)
+    r.add_argument("--resources", type=Path, default=REPO / "resources",
+                   help="folder holding (or receiving) the rendered city, shared by every seed")
     r.add_argument("extra", nargs="*", help="more snakemake options (after --)")
     t = sub.add_parser("table")
     t.add_argument("--out-dir", type=Path, default=Path("results/ablation"))
     t.add_argument("--json", type=Path)
     args = ap.parse_args()
     if args.cmd == "run":
-        run(args.seeds, args.out_dir, args.cores, args.extra)
+        run(args.seeds, args.out_dir, args.cores, args.extra, args.resources)
     else:
         out = table(args.out_dir)
         if args.json:

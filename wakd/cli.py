@@ -114,7 +114,7 @@ def _cmd_pca(args: argparse.Namespace) -> int:
 def _cmd_extract(args: argparse.Namespace) -> int:
     from wakd.data import load_dataset
     from wakd.device import resolve_device
-    from wakd.extract import extract
+    from wakd.extract import calibrate_initialised, extract
     from wakd.models.build import build_embednet
     from wakd.provenance import write_run_info
     from wakd.utils import seed_everything
@@ -124,8 +124,13 @@ def _cmd_extract(args: argparse.Namespace) -> int:
             "checkpoint": args.checkpoint, "pca": args.pca,
             **_cli_arch_kwargs(args)}
     model = build_embednet(**spec)
+    device = resolve_device(args.device)
+    if not args.checkpoint:
+        calibrate_initialised(model, args.dataset, args.root, device, args.precise_bn, args.seed,
+                              pretrained=bool(args.weights), batch_size=max(args.batch_size, 16), workers=args.workers,
+                              precision=args.precision, size=_size(args))
     ds = load_dataset(args.dataset, args.split, args.root)
-    stats = extract(model, ds, args.out, resolve_device(args.device), dtype=args.dtype, batch_size=args.batch_size,
+    stats = extract(model, ds, args.out, device, dtype=args.dtype, batch_size=args.batch_size,
                     workers=args.workers, precision=args.precision, size=_size(args), model_info=spec)
     write_run_info(f"{args.out}.info.json", {**_plain(args), "stats": stats}, args.seed)
     return 0
@@ -412,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(ext, with_clusters=True)
     _data_options(ext, "test")
     ext.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="stored precision")
+    ext.add_argument("--precise-bn", type=int, default=300, metavar="N",
+                     help="without --checkpoint (a network as initialised): re-estimate BatchNorm statistics over N "
+                          "training database images first, as 'wakd cluster' does (default 300; 0: off)")
     ext.add_argument("--out", required=True, help="HDF5 file to write")
     _run_options(ext)
     ext.set_defaults(func=_cmd_extract)

@@ -4,11 +4,12 @@ The student (backbone + NetVLAD, usually MobileNetV3) is trained by the teacher-
 :mod:`wakd.train` (tuple mining with the student's own descriptors, checkpoints, resume,
 validation, DDP, autocast) with this objective per batch of tuples::
 
-    loss = hard_loss + kd_weight * (kd_vlad + kd_att)
+    loss = hard_loss + kd_weight * (kd_vlad + kd_att) + soft_weight * kd_rank
     hard_loss = ranking loss (SARE-ind on dot products / 0.07 by default) on the student's descriptors
     kd_vlad   = MSE(G(V_s), G(V_t)),  V = intra-normalised NetVLAD residuals, before the final L2
     kd_att    = MSE(G(M_s), G(M_t)),  M = attention maps (:mod:`wakd.models.attention`)
     G(X)      = rownorm(X Xᵀ) over the images of the batch (``--gram rownorm``, the default)
+    kd_rank   = KL(teacher || student) of each tuple's softmax over its candidates (:func:`soft_ranking_kd`)
 
 The Gram matrices make teacher and student comparable although their descriptor sizes and
 feature-map resolutions differ. ``rownorm`` is what the WAKD code computes
@@ -20,8 +21,8 @@ Each step also logs every weighted term's share of the gradient norm at the stud
 (``gshare_*`` in ``steps.csv``), so an over-weighted term is visible.
 The teacher is loaded from its checkpoint, frozen, in ``eval()`` and only run forward (its
 attention weights come from a detached copy of its features).
-``kd_weight 0`` trains the same student without distillation (the ablation row); the KD terms are
-still computed and logged so both runs can be compared step by step.
+``kd_weight 0`` and ``soft_weight 0`` train the same student without distillation (the ablation
+row); the KD terms are still computed and logged so both runs can be compared step by step.
 """
 
 from __future__ import annotations

@@ -96,6 +96,23 @@ def extract(model: torch.nn.Module, ds: PlaceDataset, out: str | os.PathLike, de
     return stats
 
 
+def calibrate_initialised(model: torch.nn.Module, dataset: str, root: str, device: torch.device, num_images: int,
+                          seed: int, pretrained: bool, **kw) -> int:
+    """Precise BN for a network described *as initialised* (no checkpoint): the statistics of
+    ``num_images`` of the dataset's training database images, as ``wakd cluster`` re-estimates them
+    before clustering, so NetVLAD's centres and the described features agree (:mod:`wakd.models.bn`).
+    Trained checkpoints already hold calibrated statistics. Returns the number of BN layers set.
+    """
+    from wakd.data import load_dataset
+    from wakd.features import sample_paths
+    from wakd.models.bn import recalibrate_bn, wants_precise_bn
+
+    if not wants_precise_bn(model, num_images, pretrained, what="network as initialised"):
+        return 0
+    train = load_dataset(dataset, "train", root)
+    return recalibrate_bn(model, sample_paths(train.db_paths, num_images, seed), device, **kw)
+
+
 def read_ground_truth(path: str | os.PathLike) -> PlaceDataset:
     """The dataset split recorded in a descriptor file (paths, positions, yaws, conditions).
 

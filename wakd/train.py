@@ -5,6 +5,9 @@ One loop serves the teacher here and the student later (distillation plugs in it
 * each epoch shuffles the usable training queries (seeded by ``(seed, epoch)``) and walks them in
   chunks of ``cache_size``; before each chunk the current model re-describes what the chunk needs
   and mines tuples (:mod:`wakd.data.tuples`): 1 query, its best positive, ``neg_num`` hard negatives;
+* a network trained from random weights has its BatchNorm statistics re-estimated (precise BN,
+  :mod:`wakd.models.bn`) before each re-mining and each validation, so eval mode describes what
+  training optimised (and the checkpoints hold those statistics);
 * batches of ``tuples_per_batch`` tuples are trained with a ranking loss (:mod:`wakd.losses`),
   SGD (lr 0.001, momentum 0.9, weight decay 0.001, step decay) or Adam, under the chosen autocast;
 * after each epoch, Recall@N on the validation split selects ``model_best`` (by R@5 by default) and

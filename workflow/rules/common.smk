@@ -35,6 +35,8 @@ wildcard_constraints:
     dataset="|".join(["synthetic", *BENCHMARKS]),
     trainset=f"synthetic|{BENCHMARK_TRAIN}",
     dim=r"\d+",
+    k=r"\d+",
+    net=r"[A-Za-z0-9_]+(-[A-Za-z0-9_.]+)*",
 
 
 # The library code each stage runs: hashed from the wakd/ beside this Snakefile when there is one
@@ -112,18 +114,24 @@ def net(dataset, role):
     return setup(dataset)[role]
 
 
-def arch_net(dataset, arch):
-    """The configured network (teacher first) with this backbone."""
+def net_name(m):
+    """A configured backbone's name in file names: the arch, plus its options (`resnet18-width0.375`)."""
+    opts = sorted(m["arch_options"].items())
+    return m["arch"] + "".join(f"-{k.replace('_', '')}{v}" for k, v in opts)
+
+
+def named_net(dataset, name):
+    """The configured network (teacher first) whose `net_name` is `name`."""
     return next(
         net(dataset, r)
         for r in ("teacher", "student")
-        if net(dataset, r)["arch"] == arch
+        if net_name(net(dataset, r)) == name
     )
 
 
 def clusters_path(train_on, role):
     m = net(train_on, role)
-    return f"results/clusters/{m['arch']}_{train_on}_{m['num_clusters']}_desc_cen.hdf5"
+    return f"results/clusters/{net_name(m)}_{train_on}_{m['num_clusters']}_desc_cen.hdf5"
 
 
 def checkpoint_path(train_on, model):
