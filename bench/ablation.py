@@ -33,9 +33,9 @@ def run(seeds: list[int], out_dir: Path, cores: int, extra: list[str], resources
     for seed in seeds:
         work = out_dir / f"seed{seed}"
         work.mkdir(parents=True, exist_ok=True)
-        link = work / "resources"
-        if not link.exists():
-            link.symlink_to(resources.resolve())
+        for name, target in (("resources", resources), ("config", REPO / "config")):
+            if not (work / name).exists():  # the city, and the configfile the Snakefile names
+                (work / name).symlink_to(target.resolve())
         cmd = ["snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(work), "--cores", str(cores),
                "--config", f"seed={seed}", *extra]
         print("+", " ".join(cmd), flush=True)
