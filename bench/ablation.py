@@ -42,12 +42,17 @@ def run(seeds: list[int], out_dir: Path, cores: int, extra: list[str], resources
         subprocess.run(cmd, check=True)
 
 
-def table(out_dir: Path) -> dict:
+def table(out_dir: Path, runs: list[Path] | None = None) -> dict:
+    """The table over ``OUT_DIR/seed*`` (or the given run folders, each holding results/synthetic_recall.csv)."""
     rows = []
-    for csv in sorted(out_dir.glob("seed*/results/synthetic_recall.csv")):
+    folders = runs or sorted(out_dir.glob("seed*"))
+    for folder in folders:
+        csv = folder / "results/synthetic_recall.csv"
+        if not csv.exists():
+            sys.exit(f"{csv}: no such file (run the pipeline there first)")
         df = pd.read_csv(csv)
         df = df[(df["rule"] == "25m") & (df["split"] == "test")].copy()
-        df["seed"] = int(csv.parts[-3].removeprefix("seed"))
+        df["seed"] = folder.name
         rows.append(df)
     if not rows:
         sys.exit(f"no seed*/results/synthetic_recall.csv under {out_dir}")
@@ -55,7 +60,7 @@ def table(out_dir: Path) -> dict:
     df = df[df["model"].str.split("-").str[0].isin(MODELS)]
     df["model"] = df["model"].str.split("-").str[0]
     seeds = sorted(df["seed"].unique())
-    print(f"seeds: {seeds}\n")
+    print(f"runs: {seeds}\n")
     print("| model | " + " | ".join(f"R@1 {c} | R@5 {c}" for c in CONDITIONS) + " |")
     print("|---|" + "---|" * (2 * len(CONDITIONS)))
     summary = {}
@@ -93,11 +98,12 @@ def main() -> None:
     t = sub.add_parser("table")
     t.add_argument("--out-dir", type=Path, default=Path("results/ablation"))
     t.add_argument("--json", type=Path)
+    t.add_argument("--runs", type=Path, nargs="+", help="run folders to tabulate instead of OUT_DIR/seed*")
     args = ap.parse_args()
     if args.cmd == "run":
         run(args.seeds, args.out_dir, args.cores, args.extra, args.resources)
     else:
-        out = table(args.out_dir)
+        out = table(args.out_dir, args.runs)
         if args.json:
             args.json.write_text(json.dumps(out, indent=2, default=float) + "\n")
 

@@ -59,13 +59,15 @@ def recall_curves(table: pd.DataFrame, out: str | os.PathLike, rule: str = "25m"
     datasets = sorted(sel["dataset"].unique())
     present = set(sel["condition"])
     conditions = [c for c in CONDITION_ORDER if c in present] + sorted(present - set(CONDITION_ORDER))
+    # one colour per model in every panel (a model missing from a panel must not shift the others')
+    colours = {m: f"C{i % 10}" for i, m in enumerate(dict.fromkeys(sel["model"]))}
     fig, axes = plt.subplots(len(datasets), len(conditions), figsize=(4.2 * len(conditions), 3.6 * len(datasets)),
                              squeeze=False)
     for row_axes, dsname in zip(axes, datasets):
         for ax, cond in zip(row_axes, conditions):
             part = sel[(sel["dataset"] == dsname) & (sel["condition"] == cond)]
             for _, row in part.iterrows():
-                ax.plot(ns, [100 * row[c] for c in ncols], marker="o", label=row["model"])
+                ax.plot(ns, [100 * row[c] for c in ncols], marker="o", label=row["model"], color=colours[row["model"]])
             queries = int(part["queries"].iloc[0]) if len(part) and "queries" in part else 0
             ax.set_xscale("log")
             ax.set_xticks(ns, [str(n) for n in ns])
