@@ -326,6 +326,7 @@ def _training_options(p: argparse.ArgumentParser, loss: str, temperature: float 
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from wakd.models.bn import DEFAULT_IMAGES
     from wakd.synth.presets import PRESETS
 
     parser = argparse.ArgumentParser(
@@ -387,9 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     clu.add_argument("--num-clusters", type=int, default=64)
     clu.add_argument("--num-images", type=int, default=500, help="training images sampled (default 500)")
     clu.add_argument("--per-image", type=int, default=100, help="locations sampled per image (default 100)")
-    clu.add_argument("--precise-bn", type=int, default=300, metavar="N",
+    clu.add_argument("--precise-bn", type=int, default=DEFAULT_IMAGES, metavar="N",
                      help="a random-init backbone with BatchNorm: re-estimate its statistics over N of the sampled "
-                          "images first (default 300; 0: off)")
+                          f"images first (default {DEFAULT_IMAGES}; 0: off)")
     clu.add_argument("--out", required=True, help="HDF5 file to write")
     _run_options(clu)
     clu.set_defaults(func=_cmd_cluster)
@@ -417,9 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(ext, with_clusters=True)
     _data_options(ext, "test")
     ext.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="stored precision")
-    ext.add_argument("--precise-bn", type=int, default=300, metavar="N",
+    ext.add_argument("--precise-bn", type=int, default=DEFAULT_IMAGES, metavar="N",
                      help="without --checkpoint (a network as initialised): re-estimate BatchNorm statistics over N "
-                          "training database images first, as 'wakd cluster' does (default 300; 0: off)")
+                          f"training database images first, as 'wakd cluster' does (default {DEFAULT_IMAGES}; 0: off)")
     ext.add_argument("--out", required=True, help="HDF5 file to write")
     _run_options(ext)
     ext.set_defaults(func=_cmd_extract)
