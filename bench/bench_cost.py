@@ -19,7 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from wakd.device import autocast, prepare, resolve_device, resolve_precision, to_input
 from wakd.models.build import build_embednet
-from wakd.synth.generate import parse_size
+from wakd.options import parse_size
 
 
 def cost(arch: str, k: int, device: torch.device, size: tuple[int, int], batch: int, iters: int) -> dict:

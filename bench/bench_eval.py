@@ -60,7 +60,7 @@ def main() -> None:
     t0 = time.perf_counter()
     nbytes = write_random(desc, args.db, args.queries, args.dim, args.dtype)
     write_s = time.perf_counter() - t0
-    cmd = [sys.executable, "-m", "wakd.cli", "evaluate", "--descriptors", str(desc), "--model", "random",
+    cmd = [sys.executable, "-m", "wakd", "evaluate", "--descriptors", str(desc), "--model", "random",
            "--out", str(tmp / "recall.csv"), "--device", args.device]
     if args.chunk_rows:
         cmd += ["--chunk-rows", str(args.chunk_rows)]

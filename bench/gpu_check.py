@@ -129,14 +129,16 @@ def netvlad_parity(dev):
 
 @section("cluster")
 def cluster(dev, tmp):
-    from wakd.cluster import run_cluster
+    from wakd.stages.cluster import ClusterConfig
+    from wakd.stages.cluster import run as run_cluster
     from wakd.synth.generate import generate
 
     city = tmp / "tiny"
     generate(city, "tiny", seed=0, workers=min(16, os.cpu_count() or 1), preview=False)
     out = tmp / "vgg16_synthetic_64_desc_cen.hdf5"
-    info = run_cluster("vgg16", "synthetic", str(city), out, num_images=200, per_image=40, device=str(dev),
-                       batch_size=32, workers=4)
+    info = run_cluster(ClusterConfig(arch="vgg16", dataset="synthetic", root=str(city),
+                              out=str(out), num_images=200, per_image=40, device=str(dev),
+                       batch_size=32, workers=4))
     import h5py
 
     with h5py.File(out) as f:
@@ -147,7 +149,7 @@ def cluster(dev, tmp):
 
 @section("pca")
 def pca(dev, quick):
-    from wakd.pca import fit_pca
+    from wakd.models.pca import fit_pca
 
     n, d, k = (500, 4096, 256) if quick else (10000, 32768, 4096)
     x = torch.randn(n, d, device=dev)

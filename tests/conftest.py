@@ -94,35 +94,25 @@ def tiny_city(tmp_path_factory):
 
 
 REPO = Path(__file__).resolve().parents[1]
+# The tiny pipeline (every stage in seconds) that the workflow and SLURM tests run.
+TINY_CONFIG = REPO / ".test/config/config.yaml"
 
 
 def tiny_workflow_config() -> dict:
-    """A config/tiny.yaml for the pipeline on the tiny city: every stage runs, in seconds each."""
-    train = {"epochs": 1, "optimizer": "adam", "lr": 0.001, "weight_decay": 0.0, "tuples_per_batch": 4,
-             "neg_num": 4, "neg_pool": 60, "cache_size": 32, "queries_per_epoch": 32}
-    return {
-        "synthetic": {"preset": "tiny", "seed": 0},
-        "cluster": {"num_images": 40, "per_image": 10},
-        "loader_workers": 0,
-        "pca": {"num_images": 100},
-        "models": {"synthetic": {
-            "size": "64x88",
-            "pca_dim": 16,
-            "teacher": {"arch": "resnet18", "num_clusters": 8, "train": dict(train)},
-            "student": {"arch": "mobilenetv3_small", "num_clusters": 8, "arch_options": {"output_stride": 16},
-                        "train": {**train, "kd_weight": 100.0}},
-        }},
-    }
+    """The tiny pipeline's config, ``.test/config/config.yaml``, as a fresh dict the caller may change."""
+    import yaml
+
+    return yaml.safe_load(TINY_CONFIG.read_text())
 
 
 def workflow_copy(dest: Path, config: dict) -> Path:
-    """Copy the workflow and library to ``dest`` and write ``config/tiny.yaml`` there."""
+    """Copy the workflow, ``.test/`` and library to ``dest`` and write ``config`` as ``config/tiny.yaml`` there."""
     import shutil
 
     import yaml
 
     dest.mkdir(parents=True)
-    for item in ("Snakefile", "workflow", "config", "wakd", "profiles", "environment.yml"):
+    for item in ("Snakefile", "workflow", "config", ".test", "wakd", "profiles", "environment.yml"):
         src = REPO / item
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / item)
     (dest / "config/tiny.yaml").write_text(yaml.safe_dump(config))

@@ -8,7 +8,7 @@ from wakd.cli import main
 
 
 def run_wakd(*args):
-    return subprocess.run([sys.executable, "-m", "wakd.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "wakd", *args], capture_output=True, text=True)
 
 
 def test_help_is_real():

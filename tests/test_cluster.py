@@ -9,7 +9,7 @@ from wakd.cli import main
 from wakd.data import load_dataset
 from wakd.data.loader import ImageList
 from wakd.models.build import build_embednet
-from wakd.pca import load_pca_layer
+from wakd.models.pca import load_pca_layer
 
 
 def test_cluster_layout_and_non_degenerate_assignment(tiny_city, tmp_path):

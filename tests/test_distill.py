@@ -8,11 +8,12 @@ import pandas as pd
 import pytest
 import torch
 
-from wakd.cluster import run_cluster
-from wakd.distill import DistillConfig, DistillObjective, distill, gram, kd_terms, load_teacher, soft_ranking_kd
 from wakd.models.attention import attention_map, channel_weights
 from wakd.models.build import build_embednet
-from wakd.train import TrainConfig, train
+from wakd.stages.cluster import ClusterConfig
+from wakd.stages.cluster import run as run_cluster
+from wakd.stages.distill import DistillConfig, DistillObjective, distill, gram, kd_terms, load_teacher, soft_ranking_kd
+from wakd.stages.train import TrainConfig, train
 from wakd.utils import WakdError
 
 
@@ -113,7 +114,8 @@ def test_no_gradient_reaches_the_teacher():
     torch.manual_seed(4)
     student = build_embednet("mobilenetv3_small", 4)
     teacher = build_embednet("resnet18", 4)  # parameters left trainable on purpose
-    cfg = DistillConfig(arch="mobilenetv3_small", dataset="synthetic", root=".", out_dir=".", kd_weight=100.0)
+    cfg = DistillConfig(arch="mobilenetv3_small", dataset="synthetic", root=".", out_dir=".", teacher="",
+                        kd_weight=100.0)
     obj = DistillObjective(cfg, teacher, torch.device("cpu"))
     student.train()
     parts = obj(student, torch.randn(2 * 4, 3, 64, 64), 2, 4, torch.device("cpu"), "fp32")
@@ -134,7 +136,8 @@ def test_no_gradient_reaches_the_teacher():
 def trained_teacher(tiny_city, tmp_path_factory):
     base = tmp_path_factory.mktemp("teacher")
     clu = base / "resnet18_8.hdf5"
-    run_cluster("resnet18", "synthetic", str(tiny_city), clu, num_clusters=8, num_images=60, per_image=20, workers=0)
+    run_cluster(ClusterConfig(arch="resnet18", dataset="synthetic", root=str(tiny_city),
+                              out=str(clu), num_clusters=8, num_images=60, per_image=20, workers=0))
     train(TrainConfig(arch="resnet18", dataset="synthetic", root=str(tiny_city), out_dir=str(base / "run"),
                       num_clusters=8, clusters=str(clu), epochs=1, optimizer="adam", lr=1e-3, weight_decay=0.0,
                       tuples_per_batch=4, neg_num=4, neg_pool=60, cache_size=40, queries_per_epoch=32, workers=0,
@@ -145,8 +148,9 @@ def trained_teacher(tiny_city, tmp_path_factory):
 @pytest.fixture(scope="module")
 def student_clusters(tiny_city, tmp_path_factory):
     out = tmp_path_factory.mktemp("sclu") / "mobilenetv3_small_8.hdf5"
-    run_cluster("mobilenetv3_small", "synthetic", str(tiny_city), out, num_clusters=8, num_images=60, per_image=6,
-                workers=0)
+    run_cluster(ClusterConfig(arch="mobilenetv3_small", dataset="synthetic", root=str(tiny_city),
+                              out=str(out), num_clusters=8, num_images=60, per_image=6,
+                workers=0))
     return out
 
 
@@ -239,7 +243,7 @@ def test_openibl_layout_vgg16_teacher_loads(tmp_path):
 def test_torchrun_two_processes_distill(tiny_city, tmp_path, trained_teacher, student_clusters):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29534",
-           "-m", "wakd.cli", "distill", "--arch", "mobilenetv3_small", "--num-clusters", "8",
+           "-m", "wakd", "distill", "--arch", "mobilenetv3_small", "--num-clusters", "8",
            "--clusters", str(student_clusters), "--teacher", str(trained_teacher), "--dataset", "synthetic",
            "--root", str(tiny_city), "--out-dir", str(out), "--epochs", "1", "--optimizer", "adam",
            "--neg-num", "4", "--neg-pool", "60", "--cache-size", "40", "--queries-per-epoch", "32",
@@ -249,4 +253,4 @@ def test_torchrun_two_processes_distill(tiny_city, tmp_path, trained_teacher, st
     ck = torch.load(out / "checkpoint.pth.tar", weights_only=True)
     assert list(ck["model"]) == list(build_embednet("mobilenetv3_small", 8).state_dict())
     assert {"kd_vlad", "kd_att"} <= set(pd.read_csv(out / "history.csv").columns)
-    assert (out / "distill_info.json").exists()
+    assert ck["provenance"]["config"]["teacher"] == str(trained_teacher) and "torch" in ck["provenance"]["packages"]

@@ -1,5 +1,7 @@
 """Recall@N, chunked exact search, panorama de-duplication, extract -> evaluate -> figures."""
 
+import json
+
 import h5py
 import numpy as np
 import pandas as pd
@@ -7,9 +9,9 @@ import pytest
 
 from wakd.cli import main
 from wakd.data import load_dataset
-from wakd.evaluate import dedup_predictions, evaluate_file, panorama_ids
 from wakd.recall import recall_at_n
 from wakd.search import knn
+from wakd.stages.evaluate import dedup_predictions, evaluate_file, panorama_ids
 from wakd.utils import WakdError
 
 
@@ -71,7 +73,7 @@ def test_extract_evaluate_figures_end_to_end(tiny_city, tmp_path):
                                    atol=2e-3)
         assert [c.decode() for c in f["queries/conditions"][:5]] == ds.q_conditions[:5]
         np.testing.assert_array_equal(f["db/utm"][:], ds.db_utm)
-    assert (tmp_path / "d.hdf5.info.json").exists()
+        assert json.loads(f.attrs["provenance"])["config"]["arch"] == "mobilenetv3_small"
 
     preds, grid, curve = tmp_path / "p.hdf5", tmp_path / "grid.png", tmp_path / "curve.png"
     assert main(["evaluate", "--descriptors", str(desc), "--model", "random", "--out", str(csv), "--predictions",

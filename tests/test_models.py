@@ -12,8 +12,8 @@ from wakd.models import BACKBONE_NAMES
 from wakd.models.backbones import create_model, list_models
 from wakd.models.build import build_embednet
 from wakd.models.netvlad import EmbedNet, NetVLAD
+from wakd.models.pca import fit_pca, pca_linear
 from wakd.models.weights import load_weights
-from wakd.pca import fit_pca, pca_linear
 from wakd.utils import WakdError
 
 EXPECTED = {  # name -> (channels, stride)

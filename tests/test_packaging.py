@@ -17,12 +17,19 @@ def _reqs(reqs):
     return {_name(r): r.replace(" ", "") for r in reqs}
 
 
+def _project() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
 def test_environment_matches_pyproject():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    """environment.yml's pip section: the runtime dependencies, the workflow extra, the test extra."""
+    project = _project()
+    extras = project["optional-dependencies"]
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    env_reqs = _reqs(r for r in pip_section if not r.startswith("-e"))
-    wanted = _reqs(project["dependencies"] + project["optional-dependencies"]["test"])
+    env_reqs = [r.replace(" ", "") for r in pip_section if not r.startswith("-e")]
+    test_own = [r for r in extras["test"] if _name(r) != "wakd"]  # wakd[workflow] is the block above
+    wanted = [r.replace(" ", "") for r in project["dependencies"] + extras["workflow"] + test_own]
     assert env_reqs == wanted
     assert "-e ." in pip_section
     python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python"))
@@ -30,11 +37,15 @@ def test_environment_matches_pyproject():
 
 
 def test_runtime_dependencies_cover_the_field():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = _project()
     names = set(_reqs(project["dependencies"]))
-    assert {"torch", "torchvision", "faiss-cpu", "h5py", "scipy", "pandas", "matplotlib", "snakemake",
-            "tqdm"} <= names
-    assert _name(project["optional-dependencies"]["gpu"][0]) == "faiss-gpu"
+    assert {"torch", "torchvision", "faiss-cpu", "h5py", "scipy", "pandas", "matplotlib", "tqdm"} <= names
+    assert "snakemake" not in names  # the library runs without it; the pipeline is the workflow extra
+    extras = project["optional-dependencies"]
+    assert {"snakemake", "pygments"} <= set(_reqs(extras["workflow"]))
+    assert "wakd[workflow]" in extras["test"]
+    assert {"pytest", "snakemake-executor-plugin-slurm", "snakefmt"} <= set(_reqs(extras["test"]))
+    assert _name(extras["gpu"][0]) == "faiss-gpu"
     assert project["scripts"]["wakd"] == "wakd.cli:main"
 
 

@@ -7,14 +7,15 @@ import pytest
 import torch
 from torch import nn
 
-from wakd.cluster import run_cluster
 from wakd.data import load_dataset
 from wakd.data.loader import ImageList
 from wakd.data.tuples import mining_sets
 from wakd.losses import get_loss
 from wakd.models.bn import bn_layers, recalibrate_bn, wants_precise_bn
 from wakd.models.build import build_embednet
-from wakd.train import TrainConfig, TupleImages, mine_chunk, train
+from wakd.stages.cluster import ClusterConfig
+from wakd.stages.cluster import run as run_cluster
+from wakd.stages.train import TrainConfig, TupleImages, mine_chunk, train
 
 
 def test_recalibrate_bn_averages_the_batches_and_restores_the_layer(tiny_city):
@@ -54,9 +55,10 @@ def _last_bn_input_variance(model, x, train_mode):
 def _eval_vs_train(tiny_city, tmp_path, precise_bn):
     """(eval/train variance ratio at the last BN layer, eval loss, train loss) after a short from-scratch run."""
     clu = tmp_path / "clu.hdf5"
-    run_cluster("mobilenetv3_small", "synthetic", str(tiny_city), clu, num_clusters=8, num_images=80, per_image=10,
-                workers=0, precise_bn=precise_bn, arch_kwargs={"output_stride": 16})
-    cfg = TrainConfig(arch="mobilenetv3_small", arch_kwargs={"output_stride": 16}, dataset="synthetic",
+    run_cluster(ClusterConfig(arch="mobilenetv3_small", dataset="synthetic", root=str(tiny_city),
+                              out=str(clu), num_clusters=8, num_images=80, per_image=10,
+                workers=0, precise_bn=precise_bn, output_stride=16))
+    cfg = TrainConfig(arch="mobilenetv3_small", output_stride=16, dataset="synthetic",
                       root=str(tiny_city), out_dir=str(tmp_path / "run"), num_clusters=8, clusters=str(clu), epochs=1,
                       loss="sare_ind", temperature=0.07, optimizer="adam", lr=1e-3, weight_decay=0.0,
                       tuples_per_batch=4, neg_num=4, neg_pool=60, cache_size=64, queries_per_epoch=64, workers=0,

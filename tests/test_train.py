@@ -11,12 +11,13 @@ import pandas as pd
 import pytest
 import torch
 
-from wakd.cluster import run_cluster
 from wakd.data import load_dataset
 from wakd.data.tuples import best_positive, hardest, mining_sets, negative_pool
 from wakd.losses import check_loss_options, get_loss
 from wakd.models.build import build_embednet
-from wakd.train import TrainConfig, TupleImages, mine_chunk, train
+from wakd.stages.cluster import ClusterConfig
+from wakd.stages.cluster import run as run_cluster
+from wakd.stages.train import TrainConfig, TupleImages, mine_chunk, train
 from wakd.utils import WakdError
 
 
@@ -94,8 +95,9 @@ def _cfg(tiny_city, tmp_path, clusters, **kw):
 @pytest.fixture(scope="module")
 def clusters(tiny_city, tmp_path_factory):
     out = tmp_path_factory.mktemp("clu") / "resnet18_synthetic_8_desc_cen.hdf5"
-    run_cluster("resnet18", "synthetic", str(tiny_city), out, num_clusters=8, num_images=100, per_image=20,
-                workers=0)
+    run_cluster(ClusterConfig(arch="resnet18", dataset="synthetic", root=str(tiny_city),
+                              out=str(out), num_clusters=8, num_images=100, per_image=20,
+                workers=0))
     return out
 
 
@@ -144,7 +146,7 @@ def _tuple_loss(model, tuples, ds, cfg):
 
 
 def test_loss_decreases_and_recall_improves(tiny_city, tmp_path, clusters):
-    from wakd.train import validate
+    from wakd.stages.train import validate
 
     cfg = _cfg(tiny_city, tmp_path, clusters, epochs=4, queries_per_epoch=120, lr=1e-3)
     ds = load_dataset("synthetic", "train", tiny_city)
@@ -177,7 +179,7 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(tiny_city, tmp_path, cluster
 def test_torchrun_two_processes_gloo(tiny_city, tmp_path, clusters):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-           "-m", "wakd.cli", "train", "--arch", "resnet18", "--num-clusters", "8", "--clusters", str(clusters),
+           "-m", "wakd", "train", "--arch", "resnet18", "--num-clusters", "8", "--clusters", str(clusters),
            "--dataset", "synthetic", "--root", str(tiny_city), "--out-dir", str(out), "--epochs", "1",
            "--neg-num", "4", "--neg-pool", "60", "--cache-size", "40", "--queries-per-epoch", "32",
            "--workers", "0", "--threads", "1", "--precision", "fp32", "--device", "cpu"]

@@ -1,8 +1,9 @@
 """The Snakemake pipeline on the tiny synthetic city: a full run, then exact invalidation.
 
-The repository (Snakefile, workflow/, config/, wakd/) is copied to a temporary folder; the chain
-runs there once, then each change below is made to the copy and ``snakemake -n`` must plan exactly
-the stages it invalidates (code fingerprints, config params), and nothing else.
+The repository (Snakefile, workflow/, config/, .test/, wakd/) is copied to a temporary folder with the
+tiny config (.test/config/config.yaml, written there as config/tiny.yaml); the chain runs there once,
+then each change below is made to the copy and ``snakemake -n`` must plan exactly the stages it
+invalidates (code fingerprints, config params), and nothing else.
 """
 
 import re
@@ -53,20 +54,51 @@ def test_pipeline_runs_end_to_end(pipeline):
     assert planned(pipeline) == {}
 
 
-def test_every_stage_records_provenance(pipeline):
+def _provenance(path: Path) -> dict:
+    """The provenance record an output carries: HDF5 attribute, checkpoint entry, JSON key, or
+    the declared ``.info.json`` beside a CSV."""
     import json
 
-    records = ["results/synthetic/inspect_test.json.info.json", "results/synthetic_baseline_recall.csv.info.json",
-               "results/clusters/resnet18_synthetic_8_desc_cen.hdf5.info.json",
-               "results/train/synthetic/teacher/train_info.json",
-               "results/train/synthetic/student_kd/distill_info.json",
-               "results/descriptors/student_kd_synthetic_test.hdf5.info.json",
-               "results/synthetic/student_kd_test_recall.csv.info.json", "results/synthetic_recall.csv.info.json",
+    import h5py
+    import torch
+
+    if path.suffix == ".hdf5":
+        with h5py.File(path) as f:
+            return json.loads(f.attrs["provenance"])
+    if path.name.endswith(".pth.tar"):
+        return torch.load(path, weights_only=True)["provenance"]
+    if path.suffix == ".csv":
+        return json.loads(Path(f"{path}.info.json").read_text())
+    data = json.loads(path.read_text())
+    return data.get("provenance", data)
+
+
+def test_every_stage_records_provenance(pipeline):
+    outputs = ["results/synthetic/inspect_test.json", "results/synthetic_baseline_recall.csv",
+               "results/clusters/resnet18_synthetic_8_desc_cen.hdf5",
+               "results/train/synthetic/teacher/model_best.pth.tar",
+               "results/train/synthetic/student_kd/checkpoint.pth.tar",
+               "results/descriptors/student_kd_synthetic_test.hdf5",
+               "results/synthetic/student_kd_test_predictions.hdf5",
+               "results/synthetic/student_kd_test_recall.csv", "results/synthetic_recall.csv",
                "resources/synthetic/tiny-seed0/synth_info.json"]
-    for rel in records:
-        info = json.loads((pipeline / rel).read_text())
+    for rel in outputs:
+        info = _provenance(pipeline / rel)
         assert {"config", "packages", "git_commit", "date"} <= set(info), rel
         assert "torch" in info["packages"], rel
+    assert _provenance(pipeline / outputs[4])["config"]["kd_weight"] == 100.0
+
+
+def test_no_undeclared_files(pipeline):
+    """Everything the pipeline wrote under results/ is a declared output (Snakemake lists the files
+    of `log:` and `benchmark:` directives as untracked: they are declared too)."""
+    res = _snakemake(pipeline, "--list-untracked")
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = (res.stdout + res.stderr).splitlines()
+    assert any(line.startswith("results/benchmarks/") for line in lines)  # the listing is what we think it is
+    untracked = [line for line in lines if line.startswith("results/")
+                 and not line.startswith(("results/logs/", "results/benchmarks/"))]
+    assert untracked == []
 
 
 def test_report_holds_the_recall_table_and_figures(pipeline):
@@ -77,10 +109,26 @@ def test_report_holds_the_recall_table_and_figures(pipeline):
     assert "student_kd_test_predictions.png" in html
 
 
-def _edit(path: Path):
+def _edit(path: Path, text: str = "\n_EDITED_BY_TEST_WORKFLOW = 1\n"):
+    """Append code (by default; comments and docstrings are not code) to a module; returns the undo."""
     original = path.read_text()
-    path.write_text(original + "\n# edited by test_workflow\n")
+    path.write_text(original + text)
     return lambda: path.write_text(original)
+
+
+def test_editing_what_the_run_does_not_run_reruns_nothing(pipeline):
+    """A loader the city does not use (wakd/data/tokyo.py), a comment, a docstring: nothing reruns."""
+    utils = pipeline / "wakd/utils.py"
+    original = utils.read_text()
+    utils.write_text(original.replace('"""', '"""Edited docstring. ', 1))
+    undo = [_edit(pipeline / "wakd/data/tokyo.py"), _edit(pipeline / "wakd/stages/train.py", "\n# a comment\n"),
+            lambda: utils.write_text(original)]
+    try:
+        plan = planned(pipeline)
+    finally:
+        for u in undo:
+            u()
+    assert plan == {}
 
 
 def test_editing_distillation_code_reruns_distillation_onward(pipeline):
@@ -94,7 +142,7 @@ def test_editing_distillation_code_reruns_distillation_onward(pipeline):
 
 
 def test_editing_evaluation_code_reruns_evaluation_only(pipeline):
-    undo = _edit(pipeline / "wakd/evaluate.py")
+    undo = _edit(pipeline / "wakd/stages/evaluate.py")
     try:
         assert planned(pipeline) == {"evaluate": 4, "summarize": 1}
     finally:

@@ -88,5 +88,7 @@ def check_loss_options(name: str, margin: float | None, temperature: float | Non
     get_loss(name)
     if margin is not None and not (margin > 0 and math.isfinite(margin)):
         raise WakdError(f"--margin {margin}: expected a positive number")
+    if margin is not None and not name.startswith("triplet"):
+        raise WakdError(f"--margin {margin}: the {name} loss has no margin (triplet losses only)")
     if temperature is not None and not (temperature >= 0 and math.isfinite(temperature)):
         raise WakdError(f"--temperature {temperature}: expected a positive number (0: Euclidean SARE)")

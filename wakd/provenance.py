@@ -1,4 +1,10 @@
-"""Provenance: what produced an output (config, seed, package versions, git commit, command line)."""
+"""Provenance: what produced an output (config, seed, package versions, git commit, command line).
+
+Each output carries its own record where its format has room: an HDF5 attribute ``provenance``
+(clusters, PCA, descriptors, predictions), the ``provenance`` entry of a checkpoint, a
+``provenance`` key of a JSON summary; a CSV table gets ``TABLE.csv.info.json`` beside it, which
+the Snakemake rules declare as an output.
+"""
 
 from __future__ import annotations
 
@@ -76,3 +82,13 @@ def write_run_info(path: str | os.PathLike, config: dict[str, Any], seed: int | 
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
     return info
+
+
+def provenance_attrs(cfg: Any) -> dict[str, str]:
+    """The provenance record of a stage's options as an HDF5 attribute (``provenance``, JSON)."""
+    return {"provenance": json.dumps(run_info(cfg.record(), getattr(cfg, "seed", None)), default=str)}
+
+
+def write_beside(cfg: Any, out: str | os.PathLike) -> dict[str, Any]:
+    """``OUT.info.json`` for an output whose format has no room for it (CSV); the rules declare it."""
+    return write_run_info(f"{out}.info.json", cfg.record(), getattr(cfg, "seed", None))

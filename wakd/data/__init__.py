@@ -2,33 +2,30 @@
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 from wakd.data.base import CONDITIONS, DatasetError, PlaceDataset
-from wakd.data.folder import load_folder
-from wakd.data.pittsburgh import find_pitts_files, load_pittsburgh
-from wakd.data.synthetic import load_synthetic
-from wakd.data.tokyo import load_tokyo247, load_tokyotm
 
 DEFAULT_DATA_ROOT = "datasets/data"
 
-# name -> loader(root, split, check_images); `root` is the data root for the public datasets and
-# the dataset folder for `folder` and `synthetic`.
-_LOADERS: dict[str, Callable[..., PlaceDataset]] = {
-    "pitts30k": lambda root, split, check: load_pittsburgh(root, "30k", split, check),
-    "pitts250k": lambda root, split, check: load_pittsburgh(root, "250k", split, check),
-    "tokyo247": lambda root, split, check: load_tokyo247(root, split, check),
-    "tokyoTM": lambda root, split, check: load_tokyotm(root, split, check),
-    "folder": lambda root, split, check: load_folder(root, split),
-    "synthetic": lambda root, split, check: load_synthetic(root, split, check),
+# name -> (module, loader, fixed keyword arguments). Loaders are imported by name when a dataset is
+# loaded, so a stage's code fingerprint (wakd.fingerprint) holds only the loaders its datasets use.
+# `root` is the data root for the public datasets and the dataset folder for folder and synthetic.
+LOADERS: dict[str, tuple[str, str, dict]] = {
+    "pitts30k": ("wakd.data.pittsburgh", "load_pittsburgh", {"scale": "30k"}),
+    "pitts250k": ("wakd.data.pittsburgh", "load_pittsburgh", {"scale": "250k"}),
+    "tokyo247": ("wakd.data.tokyo", "load_tokyo247", {}),
+    "tokyoTM": ("wakd.data.tokyo", "load_tokyotm", {}),
+    "folder": ("wakd.data.folder", "load_folder", {}),
+    "synthetic": ("wakd.data.synthetic", "load_synthetic", {}),
 }
 
 
 def list_datasets() -> list[str]:
     """Names accepted by :func:`load_dataset`."""
-    return list(_LOADERS)
+    return list(LOADERS)
 
 
 def load_dataset(name: str, split: str, root: str | os.PathLike = DEFAULT_DATA_ROOT,
@@ -38,9 +35,13 @@ def load_dataset(name: str, split: str, root: str | os.PathLike = DEFAULT_DATA_R
     Raises:
         DatasetError: unknown name (the valid ones are listed) or a bad dataset.
     """
-    if name not in _LOADERS:
-        raise DatasetError(f"Unknown dataset {name!r}; expected one of {', '.join(_LOADERS)}")
-    return _LOADERS[name](root, split, check_images)
+    if name not in LOADERS:
+        raise DatasetError(f"Unknown dataset {name!r}; expected one of {', '.join(LOADERS)}")
+    module, function, fixed = LOADERS[name]
+    loader = getattr(importlib.import_module(module), function)
+    if name == "folder":  # a folder of images has nothing to check beyond listing them
+        return loader(root, split=split, **fixed)
+    return loader(root, split=split, check_images=check_images, **fixed)
 
 
 def locate_dataset(name: str, split: str, root: str | os.PathLike = DEFAULT_DATA_ROOT) -> Path:
@@ -53,6 +54,7 @@ def locate_dataset(name: str, split: str, root: str | os.PathLike = DEFAULT_DATA
     """
     root = Path(root)
     if name in ("pitts30k", "pitts250k"):
+        find_pitts_files = importlib.import_module("wakd.data.pittsburgh").find_pitts_files
         return find_pitts_files(root, name.removeprefix("pitts"), split)[0]
     if name in ("tokyo247", "tokyoTM"):
         mat = root / "tokyo" / "raw" / ("tokyo247.mat" if name == "tokyo247" else f"tokyoTM_{split}.mat")

@@ -62,7 +62,7 @@ def build_embednet(arch: str, num_clusters: int = 64, clusters: str | os.PathLik
         log.info("NetVLAD initialised from %s (alpha %.1f)", clusters, alpha)
     pca_layer = None
     if pca is not None:
-        from wakd.pca import load_pca_layer
+        from wakd.models.pca import load_pca_layer
 
         pca_layer = load_pca_layer(pca, expected_dim=pool.out_dim)
     model = EmbedNet(backbone, pool, pca_layer)

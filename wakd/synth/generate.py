@@ -42,17 +42,6 @@ JPEG_QUALITY = 92
 _WORKER: dict = {}
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``'120x160'`` -> (120, 160); sizes must be multiples of 8 between 32 and 960."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise WakdError(f"--size {text!r}: expected HEIGHTxWIDTH, e.g. 120x160") from None
-    if not (32 <= h <= 960 and 32 <= w <= 960) or h % 8 or w % 8:
-        raise WakdError(f"--size {text!r}: height and width must be multiples of 8 between 32 and 960")
-    return h, w
-
-
 def render_capture(city: City, cap: Capture, preset: Preset) -> np.ndarray:
     """Render one planned capture (deterministic given the capture's seeds)."""
     light = make_lighting(cap.condition, np.random.default_rng(cap.light_seed))
@@ -87,7 +76,8 @@ def generate(out: str | os.PathLike, preset: str | Preset = "demo", seed: int = 
         seed: world and capture seed; the same seed gives identical files.
         size: image (height, width), overriding the preset's.
         workers: render processes (default: all CPU cores).
-        overwrite: replace an existing city in ``out``.
+        overwrite: replace a city previously written to ``out`` (a folder with ``synth_info.json``);
+            any other non-empty folder is refused.
         preview: also write ``preview.png``.
 
     Returns:
@@ -101,8 +91,12 @@ def generate(out: str | os.PathLike, preset: str | Preset = "demo", seed: int = 
         preset_name = "custom"
     preset = preset.with_size(size)
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise WakdError(f"{out}: folder exists and is not empty (use --overwrite to replace it)")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise WakdError(f"{out}: folder exists and is not empty (use --overwrite to replace a city in it)")
+        if not (out / "synth_info.json").is_file():
+            raise WakdError(f"{out}: --overwrite replaces only a city written by wakd synth (with synth_info.json); "
+                            "this folder holds other files, which are kept")
     workers = workers or os.cpu_count() or 1
 
     t0 = time.perf_counter()

@@ -1,4 +1,5 @@
 # Config validation (defaults filled in by the schema) and the helpers every rule file uses.
+import shlex
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -40,13 +41,15 @@ wildcard_constraints:
 
 
 # The library code each stage runs: hashed from the wakd/ beside this Snakefile when there is one
-# (a checkout), else from the installed package. A rule passes code("stage") as a parameter, so an
-# edit to that code reruns the stage (Snakemake's params trigger) and what depends on its outputs.
+# (a checkout), else from the installed package. A rule passes code(stage, dataset) as a parameter,
+# so an edit to the code that stage runs on that dataset (its modules, their imports, the dataset's
+# loader) reruns the stage (Snakemake's params trigger) and what depends on its outputs.
 CODE_DIR = Path(workflow.basedir) / "wakd"
 
 
-def code(stage):
-    return fingerprint(stage, CODE_DIR if CODE_DIR.is_dir() else PACKAGE_DIR)
+def code(stage, *datasets):
+    where = CODE_DIR if CODE_DIR.is_dir() else PACKAGE_DIR
+    return fingerprint(stage, where, datasets)
 
 
 def setup(dataset):
@@ -78,35 +81,62 @@ def gpus(stage):
     return config["gpus"][stage]
 
 
-def run_options(stage):
-    """Device, precision and seed of a stage. CPU stages say so (a GPU visible to a CPU job is not
-    used behind the scheduler's back); GPU stages take the GPU torch sees (`auto`: CUDA if present,
-    logged). Precision and seed come from the config (`precision`, `seed`)."""
-    device = "--device auto" if gpus(stage) else "--device cpu"
-    return f"{device} --precision {config['precision']} --seed {config['seed']}"
-
-
 def launcher(stage):
     """`wakd`, or `torchrun` with one process per GPU for multi-GPU training stages."""
     n = gpus(stage)
-    return (
-        f"torchrun --standalone --nproc_per_node {n} -m wakd.cli" if n > 1 else "wakd"
+    return f"torchrun --standalone --nproc_per_node {n} -m wakd" if n > 1 else "wakd"
+
+
+# A rule's command-line options are built from config blocks whose keys are the options' names
+# (the fields of the stage's options dataclass, wakd/stages/*.py): one `args` parameter per rule.
+def options(*blocks, **values):
+    """`--key value ...` of the merged blocks (later ones win); empty values are left out and lists
+    are spread (`--recall-values 1 5 10`)."""
+    merged = {}
+    for block in (*blocks, values):
+        merged.update(block)
+    parts = []
+    for key, value in merged.items():
+        if value is None or value == "" or value == []:
+            continue
+        if isinstance(value, list | tuple):
+            value = " ".join(str(v) for v in value)
+        parts.append(f"--{key.replace('_', '-')} {value}")
+    return " ".join(parts)
+
+
+def backbone(m):
+    """Options naming a configured network's backbone (`arch_options:` such as `width`, `weights`)."""
+    return {"arch": m["arch"], **m["arch_options"], "weights": m["weights"]}
+
+
+def network(m):
+    return {**backbone(m), "num_clusters": m["num_clusters"]}
+
+
+def reading(dataset, split=None):
+    return {"dataset": dataset, "root": dataset_root(dataset), "split": split}
+
+
+def running(stage, dataset):
+    """Device, precision, seed, image size and loader workers of a network stage. CPU stages say
+    so (a GPU visible to a CPU job is not used behind the scheduler's back); GPU stages take the GPU
+    torch sees (`auto`: CUDA if present, logged)."""
+    return {
+        "device": "auto" if gpus(stage) else "cpu",
+        "precision": config["precision"],
+        "seed": config["seed"],
+        "size": setup(dataset)["size"],
+        "workers": config["loader_workers"],
+    }
+
+
+def training(stage, trainset, role, **override):
+    """All options of `wakd train` / `wakd distill` for the configured teacher or student."""
+    m = net(trainset, role)
+    return options(
+        network(m), reading(trainset), running(stage, trainset), m["train"], override
     )
-
-
-def synth_size_option():
-    """`--size HxW` when the config overrides the preset's rendered image size."""
-    return f"--size {SYNTH['size']}" if SYNTH["size"] else ""
-
-
-def size_option(dataset):
-    """`--size HxW` resizing every image the networks see, when the setup asks for it."""
-    size = setup(dataset)["size"]
-    return f"--size {size}" if size else ""
-
-
-def recall_values():
-    return " ".join(str(n) for n in config["evaluation"]["recall_values"])
 
 
 def net(dataset, role):
@@ -131,7 +161,9 @@ def named_net(dataset, name):
 
 def clusters_path(train_on, role):
     m = net(train_on, role)
-    return f"results/clusters/{net_name(m)}_{train_on}_{m['num_clusters']}_desc_cen.hdf5"
+    return (
+        f"results/clusters/{net_name(m)}_{train_on}_{m['num_clusters']}_desc_cen.hdf5"
+    )
 
 
 def checkpoint_path(train_on, model):
@@ -149,23 +181,8 @@ def pca_path(dataset, model):
     return f"results/pca/{model}_{trainset(dataset)}_{dim}.hdf5"
 
 
-def arch_options(m):
-    """Backbone options of a configured network (`arch_options:`, e.g. `--output-stride 16`)."""
-    return cli_options(m["arch_options"])
-
-
-def weights_option(m):
-    return f"--weights {m['weights']}" if m["weights"] else ""
-
-
 def weights_inputs(m):
     return [m["weights"]] if m["weights"] else []
-
-
-def cli_options(options, **override):
-    """`--key value` for each entry of a config block of command options (keys with underscores)."""
-    merged = {**options, **override}
-    return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in merged.items())
 
 
 def model_label(dataset, model):
@@ -188,3 +205,26 @@ def default_targets():
         "results/synthetic_recall.png",
         expand("results/synthetic/{model}_test_predictions.png", model=MODELS),
     ]
+
+
+def check_training_options():
+    """Parse each configured `train:` block as its job will (`wakd train` for teachers, `wakd
+    distill` for students): a key that is not an option of the command, or a bad value, stops
+    the workflow before any job runs, naming the config block."""
+    from wakd.cli import parse_options
+    from wakd.utils import WakdError
+
+    for name, train_on in (("synthetic", "synthetic"), ("benchmark", BENCHMARK_TRAIN)):
+        for role, command in (("teacher", "train"), ("student", "distill")):
+            args = training(command, train_on, role) + " --out-dir x"
+            if role == "student":
+                args += " --teacher x"
+            try:
+                parse_options(command, shlex.split(args))
+            except WakdError as exc:
+                raise WorkflowError(
+                    f"config models.{name}.{role}: {exc} (the options of `wakd {command}`)"
+                )
+
+
+check_training_options()

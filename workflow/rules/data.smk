@@ -6,16 +6,13 @@ rule synth:
     benchmark:
         "results/benchmarks/synth.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/wakd.yaml"
     threads: 4
     params:
         code=code("synth"),
-        preset=SYNTH["preset"],
-        seed=SYNTH["seed"],
-        size=synth_size_option(),
+        args=options(SYNTH),
     shell:
-        "wakd --log-file {log} synth --out {output.city} --preset {params.preset} --seed {params.seed} "
-        "{params.size} --workers {threads} --overwrite"
+        "wakd --log-file {log} synth {params.args} --workers {threads} --overwrite --out {output.city}"
 
 
 rule inspect_synthetic:
@@ -28,9 +25,9 @@ rule inspect_synthetic:
     benchmark:
         "results/benchmarks/inspect_synthetic_{split}.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/wakd.yaml"
     params:
-        code=code("inspect"),
+        code=code("inspect", "synthetic"),
+        args=lambda wc: options(reading("synthetic", wc.split)),
     shell:
-        "wakd --log-file {log} data inspect --dataset synthetic --split {wildcards.split} "
-        "--root {input.city} --out {output}"
+        "wakd --log-file {log} data inspect {params.args} --out {output}"

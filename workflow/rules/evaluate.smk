@@ -2,19 +2,22 @@ rule baseline_synthetic:
     input:
         city=SYNTH_DIR,
     output:
-        "results/synthetic_baseline_recall.csv",
+        csv="results/synthetic_baseline_recall.csv",
+        info="results/synthetic_baseline_recall.csv.info.json",
     log:
         "results/logs/baseline_synthetic.log",
     benchmark:
         "results/benchmarks/baseline_synthetic.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/wakd.yaml"
     params:
-        code=code("baseline"),
-        recall_values=recall_values(),
+        code=code("baseline", "synthetic"),
+        args=options(
+            reading("synthetic", "test"),
+            recall_values=config["evaluation"]["recall_values"],
+        ),
     shell:
-        "wakd --log-file {log} baseline --dataset synthetic --split test --root {input.city} "
-        "--recall-values {params.recall_values} --out {output}"
+        "wakd --log-file {log} baseline {params.args} --out {output.csv}"
 
 
 rule extract:
@@ -31,32 +34,25 @@ rule extract:
     benchmark:
         "results/benchmarks/extract_{model}_{dataset}_{split}.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/wakd.yaml"
     threads: 4
     resources:
         gpu=gpus("extract"),
         runtime=30,
         mem_mb=4000,
     params:
-        device=run_options("extract"),
-        code=code("extract"),
-        root=lambda wc: dataset_root(wc.dataset),
-        arch=lambda wc: net(wc.dataset, MODELS[wc.model])["arch"],
-        arch_options=lambda wc: arch_options(net(wc.dataset, MODELS[wc.model])),
-        k=lambda wc: net(wc.dataset, MODELS[wc.model])["num_clusters"],
-        weights=lambda wc: weights_option(net(wc.dataset, MODELS[wc.model])),
-        checkpoint=lambda wc, input: (
-            f"--checkpoint {input.checkpoint}" if input.checkpoint else ""
+        code=lambda wc: code("extract", wc.dataset),
+        args=lambda wc, input: options(
+            network(net(wc.dataset, MODELS[wc.model])),
+            reading(wc.dataset, wc.split),
+            running("extract", wc.dataset),
+            clusters=input.clusters,
+            checkpoint=input.checkpoint,
+            pca=input.pca,
+            dtype=config["evaluation"]["dtype"],
         ),
-        pca=lambda wc, input: f"--pca {input.pca}" if input.pca else "",
-        size=lambda wc: size_option(wc.dataset),
-        dtype=config["evaluation"]["dtype"],
-        workers=config["loader_workers"],
     shell:
-        "wakd --log-file {log} extract {params.device} --arch {params.arch} {params.arch_options} --num-clusters {params.k} "
-        "--clusters {input.clusters} {params.weights} {params.checkpoint} {params.pca} --dataset {wildcards.dataset} "
-        "--root {params.root} --split {wildcards.split} {params.size} --dtype {params.dtype} "
-        "--workers {params.workers} --out {output}"
+        "wakd --log-file {log} extract {params.args} --out {output}"
 
 
 rule pca:
@@ -71,27 +67,25 @@ rule pca:
     benchmark:
         "results/benchmarks/pca_{model}_{trainset}_{dim}.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/wakd.yaml"
     threads: 4
     resources:
         gpu=gpus("extract"),
         runtime=30,
         mem_mb=8000,
     params:
-        device=run_options("extract"),
-        code=code("pca"),
-        root=lambda wc: dataset_root(wc.trainset),
-        arch=lambda wc: net(wc.trainset, MODELS[wc.model])["arch"],
-        arch_options=lambda wc: arch_options(net(wc.trainset, MODELS[wc.model])),
-        k=lambda wc: net(wc.trainset, MODELS[wc.model])["num_clusters"],
-        size=lambda wc: size_option(wc.trainset),
-        num_images=config["pca"]["num_images"],
-        workers=config["loader_workers"],
+        code=lambda wc: code("pca", wc.trainset),
+        args=lambda wc, input: options(
+            network(net(wc.trainset, MODELS[wc.model])),
+            reading(wc.trainset, "train"),
+            running("extract", wc.trainset),
+            config["pca"],
+            clusters=input.clusters,
+            checkpoint=input.checkpoint,
+            dim=wc.dim,
+        ),
     shell:
-        "wakd --log-file {log} pca {params.device} --arch {params.arch} {params.arch_options} --num-clusters {params.k} "
-        "--clusters {input.clusters} --checkpoint {input.checkpoint} --dataset {wildcards.trainset} "
-        "--root {params.root} --split train {params.size} --num-images {params.num_images} "
-        "--dim {wildcards.dim} --workers {params.workers} --out {output}"
+        "wakd --log-file {log} pca {params.args} --out {output}"
 
 
 rule evaluate:
@@ -99,6 +93,7 @@ rule evaluate:
         "results/descriptors/{model}_{dataset}_{split}.hdf5",
     output:
         csv="results/{dataset}/{model}_{split}_recall.csv",
+        info="results/{dataset}/{model}_{split}_recall.csv.info.json",
         predictions="results/{dataset}/{model}_{split}_predictions.hdf5",
         figure=report(
             "results/{dataset}/{model}_{split}_predictions.png",
@@ -112,12 +107,13 @@ rule evaluate:
     benchmark:
         "results/benchmarks/evaluate_{model}_{dataset}_{split}.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/wakd.yaml"
     params:
         code=code("evaluate"),
-        model=lambda wc: model_label(wc.dataset, wc.model),
-        recall_values=recall_values(),
+        args=lambda wc: options(
+            model=model_label(wc.dataset, wc.model),
+            recall_values=config["evaluation"]["recall_values"],
+        ),
     shell:
-        "wakd --log-file {log} evaluate --descriptors {input} --model {params.model} "
-        "--recall-values {params.recall_values} --out {output.csv} --predictions {output.predictions} "
-        "--figure {output.figure}"
+        "wakd --log-file {log} evaluate --descriptors {input} {params.args} --out {output.csv} "
+        "--predictions {output.predictions} --figure {output.figure}"

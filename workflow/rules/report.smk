@@ -9,6 +9,7 @@ rule summarize:
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "file": "table"},
         ),
+        info="results/{dataset}_recall.csv.info.json",
         figure=report(
             "results/{dataset}_recall.png",
             caption="../report/recall.rst",
@@ -21,7 +22,7 @@ rule summarize:
     benchmark:
         "results/benchmarks/summarize_{dataset}.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/wakd.yaml"
     params:
         code=code("summarize"),
     shell:

@@ -13,12 +13,13 @@ rule train_teacher:
         best="results/train/{trainset}/teacher/model_best.pth.tar",
         last="results/train/{trainset}/teacher/checkpoint.pth.tar",
         history="results/train/{trainset}/teacher/history.csv",
+        steps="results/train/{trainset}/teacher/steps.csv",
     log:
         "results/logs/train_teacher_{trainset}.log",
     benchmark:
         "results/benchmarks/train_teacher_{trainset}.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/wakd.yaml"
     threads: 8
     resources:
         gpu=gpus("train"),
@@ -26,21 +27,16 @@ rule train_teacher:
         mem_mb=8000,
     params:
         launch=launcher("train"),
-        device=run_options("train"),
-        code=code("train"),
-        root=lambda wc: dataset_root(wc.trainset),
-        arch=lambda wc: net(wc.trainset, "teacher")["arch"],
-        arch_options=lambda wc: arch_options(net(wc.trainset, "teacher")),
-        k=lambda wc: net(wc.trainset, "teacher")["num_clusters"],
-        weights=lambda wc: weights_option(net(wc.trainset, "teacher")),
-        size=lambda wc: size_option(wc.trainset),
-        options=lambda wc: cli_options(net(wc.trainset, "teacher")["train"]),
+        code=lambda wc: code("train", wc.trainset),
+        args=lambda wc: training("train", wc.trainset, "teacher"),
         out_dir=subpath(output.best, parent=True),
-        workers=config["loader_workers"],
     shell:
-        "{params.launch} --log-file {log} train {params.device} --arch {params.arch} {params.arch_options} --num-clusters {params.k} "
-        "--clusters {input.clusters} {params.weights} --dataset {wildcards.trainset} --root {params.root} "
-        "{params.size} {params.options} --threads {threads} --workers {params.workers} --out-dir {params.out_dir}"
+        "{params.launch} --log-file {log} train {params.args} --clusters {input.clusters} "
+        "--threads {threads} --out-dir {params.out_dir}"
+
+
+# The ablation student (`nokd`): the same options, no distillation.
+NO_KD = {"kd": {}, "nokd": {"kd_weight": 0.0, "soft_weight": 0.0}}
 
 
 rule distill_student:
@@ -60,7 +56,7 @@ rule distill_student:
     benchmark:
         "results/benchmarks/distill_student_{variant}_{trainset}.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/wakd.yaml"
     threads: 8
     resources:
         gpu=gpus("distill"),
@@ -68,23 +64,9 @@ rule distill_student:
         mem_mb=8000,
     params:
         launch=launcher("distill"),
-        device=run_options("distill"),
-        code=code("distill"),
-        root=lambda wc: dataset_root(wc.trainset),
-        arch=lambda wc: net(wc.trainset, "student")["arch"],
-        arch_options=lambda wc: arch_options(net(wc.trainset, "student")),
-        k=lambda wc: net(wc.trainset, "student")["num_clusters"],
-        weights=lambda wc: weights_option(net(wc.trainset, "student")),
-        size=lambda wc: size_option(wc.trainset),
-        # the ablation student: the same options, no distillation
-        options=lambda wc: cli_options(
-            net(wc.trainset, "student")["train"],
-            **({"kd_weight": 0.0, "soft_weight": 0.0} if wc.variant == "nokd" else {}),
-        ),
+        code=lambda wc: code("distill", wc.trainset),
+        args=lambda wc: training("distill", wc.trainset, "student", **NO_KD[wc.variant]),
         out_dir=subpath(output.best, parent=True),
-        workers=config["loader_workers"],
     shell:
-        "{params.launch} --log-file {log} distill {params.device} --arch {params.arch} {params.arch_options} --num-clusters {params.k} "
-        "--clusters {input.clusters} {params.weights} --teacher {input.teacher} --dataset {wildcards.trainset} "
-        "--root {params.root} {params.size} {params.options} --threads {threads} --workers {params.workers} "
-        "--out-dir {params.out_dir}"
+        "{params.launch} --log-file {log} distill {params.args} --clusters {input.clusters} "
+        "--teacher {input.teacher} --threads {threads} --out-dir {params.out_dir}"

@@ -1,7 +1,7 @@
 """``wakd distill``: attention-based knowledge distillation of a student from a frozen teacher (WAKD).
 
 The student (backbone + NetVLAD, usually MobileNetV3) is trained by the teacher-training loop of
-:mod:`wakd.train` (tuple mining with the student's own descriptors, checkpoints, resume,
+:mod:`wakd.stages.train` (tuple mining with the student's own descriptors, checkpoints, resume,
 validation, DDP, autocast) with this objective per batch of tuples::
 
     loss = hard_loss + kd_weight * (kd_vlad + kd_att) + soft_weight * kd_rank
@@ -39,28 +39,50 @@ from wakd.models.attention import attention_map
 from wakd.models.build import build_embednet
 from wakd.models.netvlad import EmbedNet
 from wakd.models.weights import load_weights
-from wakd.train import RankingObjective, TrainConfig, train
+from wakd.options import BACKBONES, arch_kwargs, option
+from wakd.stages.train import LOSS_HELP, LOSS_NAMES, RankingObjective, TrainConfig, train
 from wakd.utils import WakdError
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class DistillConfig(TrainConfig):
-    """A training run of the student; ``teacher`` is the frozen teacher's checkpoint."""
-
-    teacher: str = ""
-    teacher_arch: str | None = None
-    teacher_num_clusters: int | None = None
-    teacher_arch_kwargs: dict | None = None
-    kd_weight: float = 100.0
-    gram: str = "rownorm"
-    soft_weight: float = 0.0
-    loss: str = "sare_ind"
-    temperature: float | None = 0.07
-
-
 GRAM_FORMS = ("rownorm", "cosine")
+
+
+@dataclass(kw_only=True)
+class DistillConfig(TrainConfig):
+    """attention-based knowledge distillation of a student from a frozen teacher (WAKD)
+
+    Train the student (backbone + NetVLAD) with the teacher-training loop and the loss
+    hard_loss + kd_weight * (kd_vlad + kd_att) + soft_weight * kd_rank against the frozen --teacher
+    (kd_vlad, kd_att: MSE of batch Gram matrices of NetVLAD residuals and of attention maps; kd_rank: the
+    teacher's soft ranking of each tuple's candidates). --kd-weight 0 --soft-weight 0 trains the same
+    student without distillation. Writes checkpoint.pth.tar, model_best.pth.tar, history.csv, steps.csv in
+    --out-dir. Multi-GPU: torchrun --nproc_per_node N -m wakd distill ...
+    """
+
+    teacher: str = option(help="the teacher's checkpoint (model_best.pth.tar of wakd train, or an OpenIBL "
+                               "checkpoint with --teacher-arch)")
+    teacher_arch: str | None = option(None, "teacher backbone when the checkpoint does not record it",
+                                      choices=BACKBONES)
+    teacher_num_clusters: int | None = option(None, "teacher NetVLAD K when not recorded", low=1)
+    teacher_last_layer: int = option(3, "resnet* teacher cut (with --teacher-arch)", choices=(3, 4))
+    kd_weight: float = option(100.0, "weight of the KD terms (0: no KD)", low=0)
+    soft_weight: float = option(0.0, "weight of the soft ranking term kd_rank: KL from the teacher's softmax over "
+                                     "each tuple's candidates (SFRS-style soft labels from the teacher)", low=0)
+    gram: str = option("rownorm", "batch similarity matrices of the KD terms: rownorm = normalize(X Xt, dim=1) as "
+                                  "in the WAKD code, cosine = rows of X normalised before the product",
+                       choices=GRAM_FORMS)
+    loss: str = option("sare_ind", LOSS_HELP, choices=LOSS_NAMES)
+    temperature: float | None = option(0.07, "SARE on dot products / T (the WAKD code); 0: on negative squared "
+                                             "distances (OpenIBL's teacher)", low=0)
+
+    @property
+    def teacher_arch_kwargs(self) -> dict | None:
+        """The teacher's backbone options; None: those recorded in its checkpoint."""
+        return arch_kwargs(self.teacher_arch, self.teacher_last_layer) or None if self.teacher_arch else None
+
+
 SOFT_TEMPERATURE = 0.07  # of the soft ranking term when the ranking loss has no temperature
 
 
@@ -181,12 +203,10 @@ class DistillObjective(RankingObjective):
 
 
 def distill(cfg: DistillConfig, resume: str | os.PathLike | None = None) -> dict:
-    """Train the student of ``cfg`` against the frozen teacher ``cfg.teacher``; see :func:`wakd.train.train`."""
-    if cfg.kd_weight < 0:
-        raise WakdError(f"--kd-weight {cfg.kd_weight}: expected a non-negative weight")
-    if cfg.soft_weight < 0:
-        raise WakdError(f"--soft-weight {cfg.soft_weight}: expected a non-negative weight")
-    if cfg.gram not in GRAM_FORMS:
-        raise WakdError(f"--gram {cfg.gram!r}: expected one of {', '.join(GRAM_FORMS)}")
+    """Train the student of ``cfg`` against the frozen teacher ``cfg.teacher``; see :func:`wakd.stages.train.train`."""
     teacher = load_teacher(cfg.teacher, cfg.teacher_arch, cfg.teacher_num_clusters, cfg.teacher_arch_kwargs)
     return train(cfg, resume=resume, objective=lambda device: DistillObjective(cfg, teacher, device))
+
+
+#: the ``wakd distill`` command
+run = distill

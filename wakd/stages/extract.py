@@ -1,18 +1,8 @@
 """``wakd extract``: global descriptors of a dataset split, written incrementally to HDF5.
 
-Layout of the descriptor file (one per model x dataset x split)::
-
-    /db/descriptors        [N, D]  float16 or float32, L2-normalised, chunked by rows
-    /db/paths              [N]     UTF-8 image paths
-    /db/utm                [N, 2]  float64 easting, northing
-    /db/yaw                [N]     degrees (only where the dataset records yaws)
-    /queries/descriptors   [Nq, D]
-    /queries/paths, /queries/utm, /queries/yaw
-    /queries/conditions    [Nq]    day / sunset / night (only where known)
-    attrs: dataset, split, pos_dist_thr, train_pos_dist_thr, dim, dtype, precision, model (JSON)
-
-Rows are written batch by batch as the model produces them, so memory does not grow with the
-dataset; the file is written under a temporary name and renamed when complete.
+The file's layout is :mod:`wakd.descriptors`. Rows are written batch by batch as the model produces
+them, so memory does not grow with the dataset; the file is written under a temporary name and
+renamed when complete.
 """
 
 from __future__ import annotations
@@ -21,12 +11,16 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
 
 from wakd.data.base import PlaceDataset
+from wakd.descriptors import STR
+from wakd.models.bn import DEFAULT_IMAGES
+from wakd.options import DataOptions, NetOptions, RunOptions, option
 from wakd.utils import WakdError, atomic_path
 
 if TYPE_CHECKING:  # torch is imported only when extracting: evaluation reads these files without it
@@ -34,12 +28,50 @@ if TYPE_CHECKING:  # torch is imported only when extracting: evaluation reads th
 
 log = logging.getLogger(__name__)
 
-STR = h5py.string_dtype("utf-8")
+
+@dataclass(kw_only=True)
+class ExtractConfig(NetOptions, DataOptions, RunOptions):
+    """global descriptors of a dataset split -> HDF5
+
+    Run backbone + NetVLAD (+ PCA) over every database and query image of a split and write L2-normalised
+    descriptors, paths, UTM, yaws and query conditions to HDF5, batch by batch (memory does not grow with
+    the dataset).
+    """
+
+    out: str = option(help="HDF5 file to write")
+    checkpoint: str | None = option(None, "full-model checkpoint (wakd or OpenIBL)")
+    pca: str | None = option(None, "PCA-whitening HDF5 from 'wakd pca' (applied after NetVLAD, then L2)")
+    dtype: str = option("float16", "stored precision", choices=("float16", "float32"))
+    precise_bn: int = option(DEFAULT_IMAGES, "without --checkpoint (a network as initialised): re-estimate "
+                                             "BatchNorm statistics over N training database images first, as "
+                                             "'wakd cluster' does (0: off)", low=0, metavar="N")
+
+
+def run(cfg: ExtractConfig) -> dict:
+    """Build the network of ``cfg`` and describe the split into ``cfg.out``."""
+    from wakd.data import load_dataset
+    from wakd.device import resolve_device
+    from wakd.models.build import build_embednet
+    from wakd.provenance import provenance_attrs
+    from wakd.utils import seed_everything
+
+    seed_everything(cfg.seed)
+    spec = {"arch": cfg.arch, "num_clusters": cfg.num_clusters, "clusters": cfg.clusters, "weights": cfg.weights,
+            "checkpoint": cfg.checkpoint, "pca": cfg.pca, **cfg.arch_kwargs}
+    model = build_embednet(**spec)
+    device = resolve_device(cfg.device)
+    look = {"workers": cfg.workers, "precision": cfg.precision, "size": cfg.size}
+    if not cfg.checkpoint:
+        calibrate_initialised(model, cfg.dataset, cfg.root, device, cfg.precise_bn, cfg.seed,
+                              pretrained=bool(cfg.weights), batch_size=max(cfg.batch_size, 16), **look)
+    ds = load_dataset(cfg.dataset, cfg.split, cfg.root)
+    return extract(model, ds, cfg.out, device, dtype=cfg.dtype, batch_size=cfg.batch_size, model_info=spec,
+                   attrs=provenance_attrs(cfg), **look)
 
 
 def extract(model: torch.nn.Module, ds: PlaceDataset, out: str | os.PathLike, device: torch.device,
             dtype: str = "float16", batch_size: int = 16, workers: int = 2, precision: str = "auto",
-            size: tuple[int, int] | None = None, model_info: dict | None = None) -> dict:
+            size: tuple[int, int] | None = None, model_info: dict | None = None, attrs: dict | None = None) -> dict:
     """Describe every database and query image of ``ds`` and write the descriptor file.
 
     Args:
@@ -53,6 +85,7 @@ def extract(model: torch.nn.Module, ds: PlaceDataset, out: str | os.PathLike, de
         precision: ``auto``, ``bf16`` or ``fp32``.
         size: resize all images to (H, W); default: the dataset's own rule.
         model_info: what the model is (recorded in the file's attributes).
+        attrs: more attributes of the file (provenance).
 
     Returns:
         Counts and images per second.
@@ -65,7 +98,7 @@ def extract(model: torch.nn.Module, ds: PlaceDataset, out: str | os.PathLike, de
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update({"dataset": ds.name, "split": ds.split, "pos_dist_thr": ds.pos_dist_thr,
                         "train_pos_dist_thr": ds.train_pos_dist_thr, "dtype": dtype, "precision": precision,
-                        "model": json.dumps(model_info or {})})
+                        "model": json.dumps(model_info or {}), **(attrs or {})})
         for group, paths, utm, yaw, shorter in (
             ("db", ds.db_paths, ds.db_utm, ds.db_yaw, None),
             ("queries", ds.q_paths, ds.q_utm, ds.q_yaw, None if size else ds.query_resize_shorter),
@@ -111,35 +144,3 @@ def calibrate_initialised(model: torch.nn.Module, dataset: str, root: str, devic
         return 0
     train = load_dataset(dataset, "train", root)
     return recalibrate_bn(model, sample_paths(train.db_paths, num_images, seed), device, **kw)
-
-
-def read_ground_truth(path: str | os.PathLike) -> PlaceDataset:
-    """The dataset split recorded in a descriptor file (paths, positions, yaws, conditions).
-
-    Raises:
-        WakdError: the file is missing or lacks a required dataset.
-    """
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise WakdError(f"{path}: not a readable descriptor HDF5 file ({exc})") from None
-    with f:
-        for key in ("db/descriptors", "db/utm", "db/paths", "queries/descriptors", "queries/utm", "queries/paths"):
-            if key not in f:
-                raise WakdError(f"{path}: missing dataset /{key} (expected a file written by 'wakd extract')")
-
-        def opt(key, fn):
-            return fn(f[key][:]) if key in f else None
-
-        def strings(a):
-            return [s.decode() if isinstance(s, bytes) else str(s) for s in a]
-
-        return PlaceDataset(
-            name=str(f.attrs.get("dataset", "")), split=str(f.attrs.get("split", "")),
-            db_paths=strings(f["db/paths"][:]), db_utm=f["db/utm"][:],
-            q_paths=strings(f["queries/paths"][:]), q_utm=f["queries/utm"][:],
-            pos_dist_thr=float(f.attrs.get("pos_dist_thr", 25.0)),
-            train_pos_dist_thr=float(f.attrs.get("train_pos_dist_thr", 10.0)),
-            q_conditions=opt("queries/conditions", strings),
-            db_yaw=opt("db/yaw", np.asarray), q_yaw=opt("queries/yaw", np.asarray), source=str(path),
-        )

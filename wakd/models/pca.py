@@ -1,4 +1,4 @@
-"""``wakd pca``: PCA whitening of global descriptors (32,768-d NetVLAD -> 4,096-d), as in NetVLAD.
+"""PCA whitening of global descriptors (32,768-d NetVLAD -> 4,096-d), as in NetVLAD (fitted by ``wakd pca``).
 
 Fitted on descriptors of up to 10,000 training images. With more dimensions than samples
 (D > n) the dual (Gram) form is used: eigenvectors of the ``n x n`` matrix ``Xc Xc^T`` give the
@@ -70,13 +70,14 @@ def pca_linear(mean: np.ndarray, components: np.ndarray, variances: np.ndarray, 
 
 
 def save_pca(path: str | os.PathLike, mean: np.ndarray, components: np.ndarray, variances: np.ndarray,
-             num_samples: int) -> None:
+             num_samples: int, attrs: dict | None = None) -> None:
+    """Write the whitening file (atomically); ``attrs`` are added to its attributes."""
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("mean", data=mean.astype(np.float32))
             f.create_dataset("components", data=components.astype(np.float32))
             f.create_dataset("variances", data=variances.astype(np.float64))
-            f.attrs["num_samples"] = num_samples
+            f.attrs.update({"num_samples": num_samples, **(attrs or {})})
 
 
 def load_pca_layer(path: str | os.PathLike, expected_dim: int | None = None) -> nn.Linear:
@@ -93,17 +94,3 @@ def load_pca_layer(path: str | os.PathLike, expected_dim: int | None = None) -> 
         raise WakdError(f"{path}: PCA input dimension {comps.shape[1]} does not match the descriptor's "
                         f"{expected_dim}")
     return pca_linear(mean, comps, var)
-
-
-def run_pca(model: nn.Module, paths: list[str], out: str | os.PathLike, dim: int, device: torch.device,
-            **extract_kw) -> dict:
-    """Describe ``paths`` with ``model`` and fit + save the PCA whitening."""
-    from wakd.features import describe_images
-
-    x = describe_images(model, paths, device, **extract_kw)
-    mean, comps, var = fit_pca(x, dim, device=device)
-    save_pca(out, mean, comps, var, len(x))
-    kept = float(var.sum() / max(x.var(0, ddof=1).sum(), 1e-12))
-    log.info("wrote %s: %d -> %d dims from %d images (%.1f%% of the variance kept)", out, x.shape[1], dim,
-             len(x), 100 * kept)
-    return {"samples": len(x), "in_dim": int(x.shape[1]), "out_dim": dim, "variance_kept": kept}

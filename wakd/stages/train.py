@@ -30,7 +30,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,55 +44,65 @@ from wakd.data.loader import ImageList
 from wakd.data.tuples import best_positive, hardest, mining_sets, negative_pool
 from wakd.device import autocast, prepare, resolve_device, resolve_precision, to_input
 from wakd.features import describe_images, sample_paths
-from wakd.losses import check_loss_options, get_loss
+from wakd.losses import LOSSES, check_loss_options, get_loss
 from wakd.models.bn import DEFAULT_IMAGES, recalibrate_bn, wants_precise_bn
 from wakd.models.build import build_embednet
+from wakd.options import NetOptions, RunOptions, TrainSplit, option
+from wakd.provenance import run_info
 from wakd.recall import RECALL_VALUES, recall_rows
 from wakd.search import knn
 from wakd.utils import WakdError, atomic_path
 
 log = logging.getLogger(__name__)
 
+LOSS_NAMES = tuple(LOSSES)
+LOSS_HELP = ("ranking loss: triplet on Euclidean distances (pytorch-NetVlad, OpenIBL), triplet_sq on squared "
+             "distances, sare_joint / sare_ind (SARE)")
 
-@dataclass
-class TrainConfig:
-    """Everything a training run depends on (recorded in its checkpoints)."""
 
-    arch: str
-    dataset: str
-    root: str
-    out_dir: str
-    num_clusters: int = 64
-    clusters: str | None = None
-    weights: str | None = None
-    arch_kwargs: dict = field(default_factory=dict)
-    train_split: str = "train"
-    val_split: str = "val"
-    epochs: int = 5
-    loss: str = "triplet"
-    margin: float | None = None  # None: the loss's default (wakd.losses.DEFAULT_MARGINS)
-    temperature: float | None = None  # SARE on dot products / T; None: on squared distances
-    optimizer: str = "sgd"
-    lr: float = 0.001
-    momentum: float = 0.9
-    weight_decay: float = 0.001
-    lr_step: int = 5
-    lr_gamma: float = 0.5
-    tuples_per_batch: int = 4
-    neg_num: int = 10
-    neg_pool: int = 1000
-    cache_size: int = 1000
-    queries_per_epoch: int | None = None
-    select_metric: str = "R@5"
-    recall_values: tuple[int, ...] = RECALL_VALUES
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    workers: int = 2
-    threads: int | None = None
-    batch_size: int = 32  # for describing images (cache refresh, validation)
-    size: tuple[int, int] | None = None
-    precise_bn: int = DEFAULT_IMAGES  # training images re-estimating BN statistics before eval(); 0: off
+@dataclass(kw_only=True)
+class TrainConfig(NetOptions, TrainSplit, RunOptions):
+    """weakly supervised training (hard-negative mining, triplet / SARE losses)
+
+    Train backbone + NetVLAD from GPS alone: tuples of a query, its best positive (<10 m) and hard
+    negatives (>25 m) mined with the current model every --cache-size queries; validation Recall@N each
+    epoch selects model_best. Writes checkpoint.pth.tar, model_best.pth.tar, history.csv, steps.csv in
+    --out-dir. Multi-GPU: torchrun --nproc_per_node N -m wakd train ...
+    """
+
+    out_dir: str = option(help="run folder (checkpoints, history)")
+    resume: str | None = option(None, "checkpoint.pth.tar of an interrupted run", record=False)
+    val_split: str = option("val", "split validating each epoch", choices=("train", "val", "test"))
+    epochs: int = option(5, low=1)
+    loss: str = option("triplet", LOSS_HELP, choices=LOSS_NAMES)
+    margin: float | None = option(None, "triplet margin (default: sqrt(0.1) for triplet, 0.1 for triplet_sq)", low=0)
+    temperature: float | None = option(None, "SARE on dot products / T (the WAKD code: 0.07); 0 or none: on "
+                                             "negative squared distances (OpenIBL's teacher)", low=0)
+    precise_bn: int = option(DEFAULT_IMAGES, "re-estimate BatchNorm statistics over N training images before every "
+                                             "use in eval mode (mining, validation, the saved checkpoints) of a "
+                                             "network trained from random weights (0: off; skipped for pretrained "
+                                             "--weights)", low=0, metavar="N")
+    optimizer: str = option("sgd", choices=("sgd", "adam"))
+    lr: float = option(0.001, "learning rate", low=0)
+    momentum: float = option(0.9, "SGD momentum", low=0)
+    weight_decay: float = option(0.001, low=0)
+    lr_step: int = option(5, "epochs between learning-rate decays", low=1)
+    lr_gamma: float = option(0.5, "learning-rate decay factor", low=0)
+    tuples_per_batch: int = option(4, low=1)
+    neg_num: int = option(10, "hard negatives per tuple", low=1)
+    neg_pool: int = option(1000, "random negative candidates per query", low=1)
+    cache_size: int = option(1000, "queries between cache refreshes", low=1)
+    queries_per_epoch: int | None = option(None, "queries per epoch (default: all usable queries)", low=1)
+    select_metric: str = option("R@5", "validation metric choosing model_best",
+                                choices=tuple(f"R@{n}" for n in RECALL_VALUES))
+    threads: int | None = option(None, "torch threads (set from the Snakemake rule)", low=1)
+    recall_values: tuple[int, ...] = option(RECALL_VALUES, cli=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.temperature == 0:
+            self.temperature = None
+        check_loss_options(self.loss, self.margin, self.temperature)
 
 
 class RankingObjective:
@@ -204,7 +214,7 @@ def _checkpoint(model, opt, sched, epoch, best, best_epoch, hard_negs, cfg, hist
     return {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "epoch": epoch, "best_metric": best, "best_epoch": best_epoch,
             "hard_negatives": torch.from_numpy(hard_negs.copy()), "torch_rng": torch.get_rng_state(),
-            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+            "config": {**cfg.record(), "arch_kwargs": cfg.arch_kwargs}, "provenance": run_info(cfg.record(), cfg.seed),
             "history": history}
 
 
@@ -220,7 +230,7 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
 
     Args:
         cfg: the run's settings.
-        resume: ``checkpoint.pth.tar`` of an interrupted run.
+        resume: ``checkpoint.pth.tar`` of an interrupted run (default: ``cfg.resume``).
         objective: ``objective(device)`` returns the per-batch objective (see
             :class:`RankingObjective`, the default); distillation passes its own.
 
@@ -231,9 +241,7 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
         WakdError: bad data (too few positives / negatives), a non-finite loss (the last good
             checkpoint is kept), or a bad option.
     """
-    check_loss_options(cfg.loss, cfg.margin, cfg.temperature)
-    if cfg.precise_bn < 0:
-        raise WakdError(f"--precise-bn {cfg.precise_bn}: expected a number of images >= 0 (0: off)")
+    resume = resume or cfg.resume
     rank, world = _dist_info()
     device = resolve_device(cfg.device)
     if world > 1:
@@ -247,7 +255,7 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
     cfg.precision = resolve_precision(device, cfg.precision)
     step_losses = objective(device) if objective is not None else RankingObjective(cfg)
     out = Path(cfg.out_dir)
-    ds = load_dataset(cfg.dataset, cfg.train_split, cfg.root)
+    ds = load_dataset(cfg.dataset, cfg.split, cfg.root)
     val = load_dataset(cfg.dataset, cfg.val_split, cfg.root) if rank == 0 else None
     sets = mining_sets(ds, cfg.neg_num, min_queries=cfg.tuples_per_batch * world)
 
@@ -368,3 +376,7 @@ def _write_history(path: Path, history: list[dict]) -> None:
         w = csv.DictWriter(fh, fieldnames=list(history[0]))
         w.writeheader()
         w.writerows(history)
+
+
+#: the ``wakd train`` command
+run = train

@@ -20,13 +20,72 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from wakd.options import Options, option
 from wakd.recall import RECALL_VALUES, recall_rows
+from wakd.utils import atomic_path
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class EvaluateConfig(Options):
+    """Recall@N of a descriptor file (exact search, 25 m rule)
+
+    Exact nearest-neighbour search (faiss IndexFlatIP on CPU, matmul + top-k on CUDA) over database chunks,
+    Recall@N overall and per query condition, tidy CSV with columns model, dataset, split, rule, condition,
+    R@N..., queries.
+    """
+
+    descriptors: str = option(help="HDF5 from 'wakd extract'")
+    model: str = option(help="name for the model column")
+    out: str = option(help="CSV to write (and OUT.info.json, its provenance)")
+    recall_values: tuple[int, ...] = option(RECALL_VALUES, "the N of Recall@N", low=1)
+    dedup_panoramas: bool = option(False, "keep the best-ranked image of each database panorama (Tokyo 24/7 "
+                                          "convention)")
+    chunk_rows: int | None = option(None, "database rows searched at a time", low=1)
+    device: str = option("auto", "auto, cpu or cuda")
+    predictions: str | None = option(None, "also write the top-k indices and scores (HDF5)")
+    figure: str | None = option(None, "also write a PNG grid of queries and their top predictions")
+    num_queries: int = option(8, "rows of the figure", low=1)
+    num_preds_to_save: int = option(5, "predictions per row of the figure", low=1)
+    only_wrong: bool = option(False, "figure: only queries wrong at R@1")
+    seed: int = option(0, "which queries the figure shows", low=0)
+
+
+def run(cfg: EvaluateConfig) -> pd.DataFrame:
+    """Search, write the table (and the predictions and figure when asked), print the table."""
+    import h5py
+
+    from wakd.descriptors import read_ground_truth
+    from wakd.provenance import provenance_attrs, write_beside
+    from wakd.search import auto_device
+
+    device = auto_device() if cfg.device == "auto" else cfg.device
+    table, pred, scores = evaluate_file(cfg.descriptors, cfg.model, cfg.recall_values,
+                                        dedup_panoramas=cfg.dedup_panoramas, chunk_rows=cfg.chunk_rows,
+                                        device=device)
+    if cfg.predictions:
+        with atomic_path(cfg.predictions) as tmp, h5py.File(tmp, "w") as f:
+            f.create_dataset("predictions", data=pred)
+            f.create_dataset("scores", data=scores)
+            f.attrs.update({"descriptors": str(cfg.descriptors), "model": cfg.model, **provenance_attrs(cfg)})
+    if cfg.figure:
+        from wakd.report import prediction_grid
+
+        ds = read_ground_truth(cfg.descriptors)
+        prediction_grid(ds.q_paths, ds.db_paths, pred, ds.positives(), cfg.figure, num_queries=cfg.num_queries,
+                        num_preds=cfg.num_preds_to_save, only_wrong=cfg.only_wrong, seed=cfg.seed,
+                        title=f"{cfg.model} on {ds.name} {ds.split}")
+    write_beside(cfg, cfg.out)
+    with atomic_path(cfg.out) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.4f")
+    print(table.to_string(index=False))
+    return table
 
 def panorama_ids(db_utm: np.ndarray) -> np.ndarray:
     """Panorama index of each database image: images at the same UTM position (to the centimetre)."""
@@ -63,7 +122,7 @@ def evaluate_file(descriptors: str | os.PathLike, model: str, ns: tuple[int, ...
     """
     import h5py
 
-    from wakd.extract import read_ground_truth
+    from wakd.descriptors import read_ground_truth
     from wakd.search import knn
 
     ds = read_ground_truth(descriptors)

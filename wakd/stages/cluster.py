@@ -10,7 +10,7 @@ when the map is smaller), each L2-normalised as NetVLAD sees it. faiss k-means (
 from __future__ import annotations
 
 import logging
-import os
+from dataclasses import dataclass
 
 import h5py
 import numpy as np
@@ -23,6 +23,8 @@ from wakd.features import map_images, sample_paths
 from wakd.models.backbones import create_model
 from wakd.models.bn import DEFAULT_IMAGES, recalibrate_bn, wants_precise_bn
 from wakd.models.weights import load_weights
+from wakd.options import BackboneOptions, RunOptions, TrainSplit, option
+from wakd.provenance import provenance_attrs
 from wakd.utils import WakdError, atomic_path, seed_everything
 
 log = logging.getLogger(__name__)
@@ -56,38 +58,52 @@ def kmeans(descriptors: np.ndarray, k: int, seed: int, niter: int = 100) -> np.n
     return km.centroids.copy()
 
 
-def run_cluster(arch: str, dataset: str, root: str, out: str | os.PathLike, split: str = "train",
-                num_clusters: int = 64, num_images: int = 500, per_image: int = 100,
-                weights: str | None = None, seed: int = 0, device: str = "auto", batch_size: int = 16,
-                workers: int = 2, precision: str = "auto", size: tuple[int, int] | None = None,
-                arch_kwargs: dict | None = None, precise_bn: int = DEFAULT_IMAGES) -> dict:
+@dataclass(kw_only=True)
+class ClusterConfig(BackboneOptions, TrainSplit, RunOptions):
+    """k-means centres of local conv features (NetVLAD initialisation)
+
+    Sample local descriptors from the backbone's conv feature map on random training images, run faiss
+    k-means and write an HDF5 with datasets 'descriptors' [n x D] and 'centroids' [K x D] (the reference
+    *_desc_cen.hdf5 layout).
+    """
+
+    out: str = option(help="HDF5 file to write")
+    num_clusters: int = option(64, "k-means centres K", low=1)
+    num_images: int = option(500, "training images sampled", low=1)
+    per_image: int = option(100, "locations sampled per image", low=1)
+    precise_bn: int = option(DEFAULT_IMAGES, "a random-init backbone with BatchNorm: re-estimate its statistics "
+                                             "over N of the sampled images first (0: off)", low=0, metavar="N")
+
+
+def run(cfg: ClusterConfig) -> dict:
     """Sample local features of a backbone on a training split and write ``*_desc_cen.hdf5``.
 
     A randomly initialised backbone with BatchNorm first has its BN statistics re-estimated on
     ``precise_bn`` of the sampled images (:mod:`wakd.models.bn`): with the default statistics its
     eval-mode features are not what training will see (a MobileNetV3's were ~1e-9 in magnitude).
     """
-    seed_everything(seed)
-    ds = load_dataset(dataset, split, root)
-    paths = sample_paths(ds.db_paths, num_images, seed)
-    backbone = create_model(arch, **(arch_kwargs or {}))
-    if weights:
-        load_weights(backbone, weights)
+    seed_everything(cfg.seed)
+    ds = load_dataset(cfg.dataset, cfg.split, cfg.root)
+    paths = sample_paths(ds.db_paths, cfg.num_images, cfg.seed)
+    backbone = create_model(cfg.arch, **cfg.arch_kwargs)
+    if cfg.weights:
+        load_weights(backbone, cfg.weights)
     else:
-        log.warning("%s: no weights file given, clustering features of a randomly initialised backbone", arch)
-    dev = resolve_device(device)
-    if wants_precise_bn(backbone, precise_bn, pretrained=bool(weights), what=f"{arch} backbone"):
-        recalibrate_bn(prepare(backbone, dev), paths[:precise_bn], dev, batch_size=max(batch_size, 16),
-                       workers=workers, precision=precision, size=size)
-    desc = sample_local_features(backbone, paths, per_image, dev, seed, batch_size=batch_size, workers=workers,
-                                 precision=precision, size=size)
-    centroids = kmeans(desc, num_clusters, seed)
-    with atomic_path(out) as tmp:
+        log.warning("%s: no weights file given, clustering features of a randomly initialised backbone", cfg.arch)
+    dev = resolve_device(cfg.device)
+    look = {"workers": cfg.workers, "precision": cfg.precision, "size": cfg.size}
+    if wants_precise_bn(backbone, cfg.precise_bn, pretrained=bool(cfg.weights), what=f"{cfg.arch} backbone"):
+        recalibrate_bn(prepare(backbone, dev), paths[:cfg.precise_bn], dev, batch_size=max(cfg.batch_size, 16),
+                       **look)
+    desc = sample_local_features(backbone, paths, cfg.per_image, dev, cfg.seed, batch_size=cfg.batch_size, **look)
+    centroids = kmeans(desc, cfg.num_clusters, cfg.seed)
+    with atomic_path(cfg.out) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("descriptors", data=desc.astype(np.float32))
             f.create_dataset("centroids", data=centroids.astype(np.float32))
-            f.attrs.update({"arch": arch, "dataset": dataset, "split": split, "num_images": len(paths),
-                            "per_image": per_image, "seed": seed, "weights": str(weights or ""),
-                            "precise_bn": precise_bn, "precision": resolve_precision(dev, precision)})
-    log.info("wrote %s: %d descriptors of dim %d, %d centroids", out, *desc.shape, num_clusters)
+            f.attrs.update({"arch": cfg.arch, "dataset": cfg.dataset, "split": cfg.split, "num_images": len(paths),
+                            "per_image": cfg.per_image, "seed": cfg.seed, "weights": str(cfg.weights or ""),
+                            "precise_bn": cfg.precise_bn, "precision": resolve_precision(dev, cfg.precision),
+                            **provenance_attrs(cfg)})
+    log.info("wrote %s: %d descriptors of dim %d, %d centroids", cfg.out, *desc.shape, cfg.num_clusters)
     return {"descriptors": int(len(desc)), "dim": int(desc.shape[1]), "images": len(paths)}

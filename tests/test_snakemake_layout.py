@@ -1,0 +1,72 @@
+"""The workflow keeps the standard Snakemake layout: lint-clean, snakefmt-formatted, a runnable
+``.test/`` config, and a quick start whose install brings everything the pipeline and its report need.
+Each check takes seconds (nothing here trains or renders)."""
+
+import re
+import subprocess
+import sys
+import tomllib
+
+from conftest import REPO, TINY_CONFIG, tiny_workflow_config, workflow_copy
+
+
+def _run(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_snakemake_lint_is_clean():
+    res = _run("snakemake", "--lint")
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+
+
+def test_rule_files_are_snakefmt_formatted():
+    res = _run("snakefmt", "--check", "--diff", "Snakefile", "workflow/")
+    changes = "\n".join(line for line in res.stdout.splitlines() if not line.startswith("  "))
+    assert res.returncode == 0, f"run `snakefmt Snakefile workflow/`; it would change:\n{changes[-4000:]}{res.stderr}"
+
+
+def test_test_config_dry_run_plans_the_whole_chain(tmp_path):
+    repo = workflow_copy(tmp_path / "repo", tiny_workflow_config())
+    res = _run("snakemake", "-n", "--cores", "2", "--configfile", str(TINY_CONFIG.relative_to(REPO)), cwd=repo)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-4000:]
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:", 1)[1], flags=re.M))
+    assert {"synth", "cluster", "train_teacher", "distill_student", "extract", "evaluate", "summarize"} <= set(jobs)
+    assert "resources/synthetic/tiny-seed0" in out  # the tiny city, not the demo one
+
+
+def test_quick_start_extra_brings_snakemake_and_pygments():
+    readme = (REPO / "README.md").read_text()
+    match = re.search(r'^python3 -m pip install -e "\.\[(\w+)\]" && snakemake --cores all$', readme, re.M)
+    assert match, "README's quick start installs an extra, then runs snakemake --cores all"
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    names = {re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0].lower() for r in extras[match.group(1)]}
+    assert {"snakemake", "pygments"} <= names  # pygments: `snakemake --report` fails without it
+
+
+def test_a_bad_training_block_stops_the_plan_naming_it(tmp_path):
+    """Each `train:` block is parsed as its job will parse it, before any job runs."""
+    cfg = tiny_workflow_config()
+    cfg["models"]["synthetic"]["teacher"]["train"]["kd_weight"] = 10.0  # a distill option
+    repo = workflow_copy(tmp_path / "repo", cfg)
+    res = _run("snakemake", "-n", "--cores", "1", "--configfile", "config/tiny.yaml", cwd=repo)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "models.synthetic.teacher" in out and "--kd-weight" in out
+
+
+def test_conda_env_lists_the_runtime_dependencies():
+    """workflow/envs/wakd.yaml (every rule's `conda:`) holds pyproject's runtime dependencies."""
+    import yaml
+
+    env = yaml.safe_load((REPO / "workflow/envs/wakd.yaml").read_text())
+    conda_names = {re.split(r"[<>=!~ ]", d, maxsplit=1)[0] for d in env["dependencies"] if isinstance(d, str)}
+    renamed = {"torch": "pytorch", "matplotlib": "matplotlib-base"}
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    wanted = {renamed.get(n, n) for n in (re.split(r"[<>=!~\[ ;]", d, maxsplit=1)[0].lower() for d in deps)}
+    assert wanted <= conda_names, wanted - conda_names
+    assert (REPO / "workflow/envs/wakd.post-deploy.sh").stat().st_mode & 0o111
+    for rule_file in (REPO / "workflow/rules").glob("*.smk"):
+        text = rule_file.read_text()
+        rules = len(re.findall(r"^rule \w+:", text, flags=re.M))
+        assert rules == text.count('conda:\n        "../envs/wakd.yaml"'), rule_file.name

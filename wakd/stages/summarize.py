@@ -1,0 +1,39 @@
+"""``wakd summarize``: one table and one Recall@N figure from the recall CSVs of a dataset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wakd.options import Options, option
+
+
+@dataclass(kw_only=True)
+class SummarizeConfig(Options):
+    """combine recall CSVs into one table and a Recall@N figure
+
+    Concatenate recall CSVs (from 'wakd evaluate' / 'wakd baseline') into one table, and plot Recall@N
+    against N, one panel per dataset and query condition, one line per model.
+    """
+
+    csv: tuple[str, ...] = option(help="recall CSVs")
+    out: str = option(help="combined CSV to write (and OUT.info.json, its provenance)")
+    figure: str | None = option(None, "PNG of the Recall@N curves")
+    rule: str = option("25m", "rule plotted")
+    condition: str = option("each", "condition plotted: each (one panel per condition), all, day, sunset, night",
+                            choices=("each", "all", "day", "sunset", "night"))
+
+
+def run(cfg: SummarizeConfig):
+    """Write the combined table (and figure), print the table."""
+    from wakd.provenance import write_beside
+    from wakd.report import read_tables, recall_curves
+    from wakd.utils import atomic_path
+
+    table = read_tables(cfg.csv)
+    if cfg.figure:
+        recall_curves(table, cfg.figure, rule=cfg.rule, condition=cfg.condition)
+    write_beside(cfg, cfg.out)
+    with atomic_path(cfg.out) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.4f")
+    print(table.to_string(index=False))
+    return table
