@@ -185,6 +185,41 @@ def weights_inputs(m):
     return [m["weights"]] if m["weights"] else []
 
 
+# What a stage reads, as named inputs (`input: unpack(...)`).
+def training_inputs(role):
+    """Training a teacher or student on `trainset`: both splits, its NetVLAD centres, its weights
+    file if any, and (student) the trained teacher."""
+
+    def inputs(wc):
+        files = {
+            "train": dataset_inputs(wc.trainset, "train"),
+            "val": dataset_inputs(wc.trainset, "val"),
+            "clusters": clusters_path(wc.trainset, role),
+            "weights": weights_inputs(net(wc.trainset, role)),
+        }
+        if role == "student":
+            files["teacher"] = checkpoint_path(wc.trainset, "teacher")
+        return files
+
+    return inputs
+
+
+def network_inputs(wc):
+    """Describing images with `model` (extract on `dataset`, or pca on `trainset`): the split, the
+    network's centres, checkpoint, PCA (extract) and weights file, where it has them."""
+    dataset = getattr(wc, "dataset", None) or wc.trainset
+    train_on, role = trainset(dataset), MODELS[wc.model]
+    files = {
+        "data": dataset_inputs(dataset, getattr(wc, "split", "train")),
+        "clusters": clusters_path(train_on, role),
+        "checkpoint": checkpoint_path(train_on, wc.model) or [],
+        "weights": weights_inputs(net(dataset, role)),
+    }
+    if "dataset" in wc.keys():
+        files["pca"] = pca_path(dataset, wc.model) or []
+    return files
+
+
 def model_label(dataset, model):
     return f"{model}-{net(dataset, MODELS[model])['arch']}"
 

@@ -22,11 +22,7 @@ rule baseline_synthetic:
 
 rule extract:
     input:
-        data=lambda wc: dataset_inputs(wc.dataset, wc.split),
-        clusters=lambda wc: clusters_path(trainset(wc.dataset), MODELS[wc.model]),
-        checkpoint=lambda wc: checkpoint_path(trainset(wc.dataset), wc.model) or [],
-        pca=lambda wc: pca_path(wc.dataset, wc.model) or [],
-        weights=lambda wc: weights_inputs(net(wc.dataset, MODELS[wc.model])),
+        unpack(network_inputs),
     output:
         "results/descriptors/{model}_{dataset}_{split}.hdf5",
     log:
@@ -57,9 +53,7 @@ rule extract:
 
 rule pca:
     input:
-        data=lambda wc: dataset_inputs(wc.trainset, "train"),
-        clusters=lambda wc: clusters_path(wc.trainset, MODELS[wc.model]),
-        checkpoint=lambda wc: checkpoint_path(wc.trainset, wc.model),
+        unpack(network_inputs),
     output:
         "results/pca/{model}_{trainset}_{dim}.hdf5",
     log:

@@ -5,10 +5,7 @@
 
 rule train_teacher:
     input:
-        train=lambda wc: dataset_inputs(wc.trainset, "train"),
-        val=lambda wc: dataset_inputs(wc.trainset, "val"),
-        clusters=lambda wc: clusters_path(wc.trainset, "teacher"),
-        weights=lambda wc: weights_inputs(net(wc.trainset, "teacher")),
+        unpack(training_inputs("teacher")),
     output:
         best="results/train/{trainset}/teacher/model_best.pth.tar",
         last="results/train/{trainset}/teacher/checkpoint.pth.tar",
@@ -41,11 +38,7 @@ NO_KD = {"kd": {}, "nokd": {"kd_weight": 0.0, "soft_weight": 0.0}}
 
 rule distill_student:
     input:
-        train=lambda wc: dataset_inputs(wc.trainset, "train"),
-        val=lambda wc: dataset_inputs(wc.trainset, "val"),
-        clusters=lambda wc: clusters_path(wc.trainset, "student"),
-        teacher="results/train/{trainset}/teacher/model_best.pth.tar",
-        weights=lambda wc: weights_inputs(net(wc.trainset, "student")),
+        unpack(training_inputs("student")),
     output:
         best="results/train/{trainset}/student_{variant}/model_best.pth.tar",
         last="results/train/{trainset}/student_{variant}/checkpoint.pth.tar",
