@@ -122,7 +122,7 @@ def test_cli_holds_no_stage_logic():
     tree = ast.parse((ROOT / "wakd/cli.py").read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert imported <= {"__future__", "wakd", "wakd.options", "wakd.stages", "wakd.utils"}
-    assert len((ROOT / "wakd/cli.py").read_text().splitlines()) < 150
+    assert len((ROOT / "wakd/cli.py").read_text().splitlines()) < 180  # CosPlace: no file over ~180 lines
 
 
 def test_python_dash_m_wakd():

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import io
 import logging
+import signal
 import sys
+import traceback
 
 from wakd import __version__
 from wakd.options import add_options, from_args
@@ -21,6 +24,13 @@ from wakd.stages import COMMANDS, Command
 from wakd.utils import WakdError, setup_logging
 
 log = logging.getLogger("wakd")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with wakd's one-line error: ``wakd: error: <what>`` and where the help is."""
+
+    def error(self, message: str):
+        self.exit(2, f"wakd: error: {message} (see: {self.prog} --help)\n")
 
 
 def _chosen(argv: list[str]) -> list[str]:
@@ -54,13 +64,14 @@ def _add_command(sub: argparse._SubParsersAction, name: str, command: Command | 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The ``wakd`` parser; with ``argv``, only the command it names is built in full."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="wakd",
         description="Visual geo-localization: NetVLAD teacher, WAKD-distilled student, Recall@N.",
     )
     parser.add_argument("--version", action="version", version=f"wakd {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--log-file", help="also write the log to this file")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = _chosen(argv) if argv is not None else None
     groups: dict = {}
@@ -87,17 +98,53 @@ def parse_options(command: str, argv: list[str]):
     return from_args(args.config, args)
 
 
+# OS errors that are the input's or the machine's, not wakd's: reported in one line, exit status 2.
+USER_OS_ERRORS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EACCES: "permission denied",
+                  errno.EPERM: "permission denied", errno.EROFS: "read-only file system"}
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line; for an error raised in a data-loader worker, the
+    worker's own message rather than the traceback torch quotes."""
+    text = str(exc).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1].split(": ", 1)[-1]
+    return " ".join(text.split())
+
+
+def _terminate(signum: int, frame) -> None:
+    raise SystemExit(128 + signum)  # unwinds: temporary files are removed on the way out
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Exit status 0: done; 2: bad input, in one line ``wakd: error: ...``
+    (``--debug`` adds the traceback); 1: an internal error, with its traceback; 128+N: signal N."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(argv).parse_args(argv)
+    try:
+        args = build_parser(argv).parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code
     setup_logging(args.verbose, args.log_file)
     log.debug("wakd %s: %s", __version__, " ".join(argv))
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         args.func(from_args(args.config, args))
     except WakdError as exc:
-        print(f"wakd {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        error, message = exc, _one_line(exc)
+    except OSError as exc:
+        if exc.errno not in USER_OS_ERRORS:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        error, message = exc, f"{USER_OS_ERRORS[exc.errno]}{where}: {exc.strerror or exc}"
+    except KeyboardInterrupt:
+        print("wakd: interrupted; nothing was left half-written", file=sys.stderr)
+        return 130
+    else:
+        return 0
+    if args.debug:
+        traceback.print_exception(error)
+    print(f"wakd: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

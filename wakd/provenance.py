@@ -89,6 +89,11 @@ def provenance_attrs(cfg: Any) -> dict[str, str]:
     return {"provenance": json.dumps(run_info(cfg.record(), getattr(cfg, "seed", None)), default=str)}
 
 
-def write_beside(cfg: Any, out: str | os.PathLike) -> dict[str, Any]:
-    """``OUT.info.json`` for an output whose format has no room for it (CSV); the rules declare it."""
-    return write_run_info(f"{out}.info.json", cfg.record(), getattr(cfg, "seed", None))
+def beside(out: str | os.PathLike) -> str:
+    """``OUT.info.json``: the record of an output whose format has no room for it (CSV); the rules declare it."""
+    return f"{out}.info.json"
+
+
+def write_record(cfg: Any, path: str | os.PathLike) -> dict[str, Any]:
+    """Write the provenance record of a stage's options to ``path``."""
+    return write_run_info(path, cfg.record(), getattr(cfg, "seed", None))

@@ -23,10 +23,18 @@ def read_tables(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     """Concatenate recall CSVs, checking their columns."""
     frames = []
     for p in paths:
-        df = pd.read_csv(p)
+        try:
+            df = pd.read_csv(p)
+        except (OSError, ValueError) as exc:
+            raise WakdError(f"{p}: not a readable CSV table ({str(exc).splitlines()[0]})") from None
         missing = [c for c in TABLE_COLUMNS if c not in df.columns]
         if missing or not any(c.startswith("R@") for c in df.columns):
             raise WakdError(f"{p}: not a recall table (missing columns {', '.join(missing) or 'R@N'})")
+        for c in [c for c in df.columns if c.startswith("R@")]:
+            values = pd.to_numeric(df[c], errors="coerce")
+            if values.isna().any() or not values.between(0, 1).all():
+                raise WakdError(f"{p}: column {c} holds {df[c][values.isna() | ~values.between(0, 1)].iloc[0]!r}; "
+                                "expected recalls as fractions in [0, 1]")
         frames.append(df)
     return pd.concat(frames, ignore_index=True)
 

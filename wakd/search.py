@@ -13,6 +13,8 @@ import logging
 
 import numpy as np
 
+from wakd.utils import WakdError
+
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 2**28  # float32 bytes of one database chunk (256 MiB)
@@ -56,8 +58,14 @@ def knn(db, queries: np.ndarray, k: int, chunk_rows: int | None = None,
 
     Returns:
         (scores ``[Nq, k]`` float32, indices ``[Nq, k]`` int64).
+
+    Raises:
+        WakdError: empty sets, different dimensions, or a non-finite database row.
     """
     n = db.shape[0]
+    if n == 0 or len(queries) == 0 or db.shape[1] != queries.shape[1]:
+        raise WakdError(f"search: {n} database x {db.shape[1]}-d and {len(queries)} queries x "
+                        f"{queries.shape[1]}-d; expected non-empty sets of one dimension")
     k = min(k, n)
     chunk_rows = chunk_rows or default_chunk_rows(db.shape[1])
     queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -70,6 +78,9 @@ def knn(db, queries: np.ndarray, k: int, chunk_rows: int | None = None,
         q_dev = torch.from_numpy(queries).to(device, dtype=torch.float16)
     for start in range(0, n, chunk_rows):
         block = np.ascontiguousarray(db[start:start + chunk_rows], dtype=np.float32)
+        if not np.isfinite(block).all():
+            row = start + int(np.argwhere(~np.isfinite(block))[0][0])
+            raise WakdError(f"/db/descriptors row {row} is not finite (NaN/Inf); expected finite descriptors")
         kk = min(k, len(block))
         if q_dev is None:
             s, i = _search_chunk_faiss(block, queries, kk)

@@ -23,12 +23,48 @@ class WakdError(Exception):
     """An error caused by bad input (file, field, option); the CLI prints it and exits non-zero."""
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def temporary_name(path: str | os.PathLike) -> str:
+    """The prefix of this process's temporary names for ``path``: ``.NAME.PID.``"""
+    return f".{Path(path).name}.{os.getpid()}."
+
+
+def clean_stale_temporaries(path: str | os.PathLike) -> int:
+    """Remove temporaries of ``path`` left by wakd processes that no longer run (killed by SIGKILL,
+    a power cut); returns how many. Temporaries of running processes are left alone."""
+    path = Path(path)
+    removed = 0
+    if not path.parent.is_dir():
+        return 0
+    for entry in path.parent.glob(f".{glob_escape(path.name)}.*"):
+        pid = entry.name[len(path.name) + 2:].split(".", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
-    Nothing is half-written: on an exception the temporary file (or folder) is removed and
-    ``path`` is left as it was.
+    Nothing is half-written: on an exception (SIGTERM and SIGINT included, see :mod:`wakd.cli`)
+    the temporary file (or folder) is removed and ``path`` is left as it was; temporaries that a
+    killed process left behind are removed by the next write of ``path``.
 
     Args:
         path: the final file or folder.
@@ -37,8 +73,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(path)
     suffix = path.suffix if suffix is None else suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temporary_name(path), suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     os.unlink(tmp)
     tmp_path = Path(tmp)
@@ -55,6 +92,36 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         elif tmp_path.exists():
             tmp_path.unlink()
         raise
+
+
+@contextlib.contextmanager
+def atomic_outputs(*paths: str | os.PathLike | None) -> Iterator[list[Path | None]]:
+    """Temporary paths for all the outputs of a command (``None`` passes through), renamed onto
+    their final names together when the block succeeds; on any error none of them appears."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(atomic_path(p)) if p else None for p in paths]
+
+
+def require_file(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a Path, or a WakdError saying that ``what`` was expected there."""
+    if not os.path.isfile(path):
+        raise WakdError(f"{path}: no such file; expected {what}")
+    return Path(path)
+
+
+def check_array(a: np.ndarray, where: str, shape: tuple | None = None, finite: bool = True) -> np.ndarray:
+    """Refuse an array read from a file unless it has ``shape`` (``None`` entries: any size) and, with
+    ``finite``, only finite values; ``where`` names it (``FILE: /dataset``). The one place these checks
+    live, so every reader says the same thing."""
+    a = np.asarray(a)
+    if shape is not None and (a.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, a.shape))):
+        want = "x".join("N" if s is None else str(s) for s in shape)
+        raise WakdError(f"{where}: shape {'x'.join(map(str, a.shape)) or 'scalar'}, expected {want}")
+    if finite and a.dtype.kind in "fc" and a.size and not np.isfinite(a).all():
+        bad = np.argwhere(~np.isfinite(a))[0]
+        raise WakdError(f"{where}: non-finite value (NaN/Inf) at index {tuple(int(i) for i in bad)}; expected "
+                        "finite numbers")
+    return a
 
 
 def seed_everything(seed: int) -> None:

@@ -89,6 +89,13 @@ class PlaceDataset:
         for label, arr in (("database", self.db_utm), ("query", self.q_utm)):
             if not np.isfinite(arr).all():
                 raise DatasetError(f"{where}: {label} UTM positions contain NaN or inf")
+        for label, yaw, n in (("database", self.db_yaw, self.num_db), ("query", self.q_yaw, self.num_queries)):
+            if yaw is None:
+                continue
+            yaw = np.asarray(yaw, dtype=np.float64)
+            if yaw.shape != (n,) or not np.isfinite(yaw).all():
+                raise DatasetError(f"{where}: {label} yaws: expected {n} finite headings in degrees, got shape "
+                                   f"{yaw.shape} with {int((~np.isfinite(yaw)).sum())} NaN/inf")
 
     @property
     def num_db(self) -> int:

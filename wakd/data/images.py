@@ -20,6 +20,8 @@ def load_image(path: str | os.PathLike) -> Image.Image:
             return img.convert("RGB")
     except FileNotFoundError:
         raise DatasetError(f"{path}: image file not found") from None
+    except Image.DecompressionBombError as exc:
+        raise DatasetError(f"{path}: refused, too many pixels for a photo ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DatasetError(f"{path}: unreadable image ({exc})") from None
 

@@ -11,7 +11,7 @@ import numpy as np
 from wakd.models.backbones import create_model
 from wakd.models.netvlad import EmbedNet, NetVLAD
 from wakd.models.weights import load_weights
-from wakd.utils import WakdError
+from wakd.utils import WakdError, check_array, require_file
 
 log = logging.getLogger(__name__)
 
@@ -22,15 +22,21 @@ def read_clusters(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     The layout is that of the reference pipeline's files (datasets ``centroids`` and
     ``descriptors``), so ``vgg16_pitts_64_desc_cen.hdf5`` from pytorch-NetVlad/OpenIBL works too.
     """
+    require_file(path, "a *_desc_cen.hdf5 cluster file (wakd cluster)")
     try:
         with h5py.File(path, "r") as f:
             missing = [k for k in ("centroids", "descriptors") if k not in f]
             if missing:
                 raise WakdError(f"{path}: HDF5 file lacks dataset(s) {', '.join(missing)} "
                                 f"(found: {', '.join(f.keys()) or 'none'})")
-            return np.asarray(f["centroids"], dtype=np.float32), np.asarray(f["descriptors"], dtype=np.float32)
+            cen = check_array(np.asarray(f["centroids"], dtype=np.float32), f"{path}: /centroids", (None, None))
+            desc = check_array(np.asarray(f["descriptors"], dtype=np.float32), f"{path}: /descriptors",
+                               (None, cen.shape[1]))
     except OSError as exc:
         raise WakdError(f"{path}: not a readable HDF5 cluster file ({exc})") from None
+    if len(desc) < 1:
+        raise WakdError(f"{path}: /descriptors is empty; expected the sampled local features")
+    return cen, desc
 
 
 def build_embednet(arch: str, num_clusters: int = 64, clusters: str | os.PathLike | None = None,

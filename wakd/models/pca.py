@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from wakd.utils import WakdError, atomic_path
+from wakd.utils import WakdError, atomic_path, check_array, require_file
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +82,20 @@ def save_pca(path: str | os.PathLike, mean: np.ndarray, components: np.ndarray, 
 
 def load_pca_layer(path: str | os.PathLike, expected_dim: int | None = None) -> nn.Linear:
     """Read a PCA HDF5 written by :func:`save_pca` as a linear layer."""
+    require_file(path, "a PCA-whitening HDF5 file (wakd pca)")
     try:
         with h5py.File(path, "r") as f:
             missing = [k for k in ("mean", "components", "variances") if k not in f]
             if missing:
                 raise WakdError(f"{path}: PCA file lacks dataset(s) {', '.join(missing)}")
-            mean, comps, var = (np.asarray(f[k], dtype=np.float64) for k in ("mean", "components", "variances"))
+            mean = check_array(np.asarray(f["mean"], dtype=np.float64), f"{path}: /mean", (None,))
+            comps = check_array(np.asarray(f["components"], dtype=np.float64), f"{path}: /components",
+                                (None, len(mean)))
+            var = check_array(np.asarray(f["variances"], dtype=np.float64), f"{path}: /variances", (len(comps),))
     except OSError as exc:
         raise WakdError(f"{path}: not a readable PCA HDF5 file ({exc})") from None
+    if len(comps) < 1:
+        raise WakdError(f"{path}: /components is empty; expected at least one component")
     if expected_dim is not None and comps.shape[1] != expected_dim:
         raise WakdError(f"{path}: PCA input dimension {comps.shape[1]} does not match the descriptor's "
                         f"{expected_dim}")

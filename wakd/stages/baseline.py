@@ -27,14 +27,14 @@ class BaselineConfig(DataOptions):
 def run(cfg: BaselineConfig):
     """Write and print the baseline table."""
     from wakd.data import load_dataset
-    from wakd.provenance import write_beside
+    from wakd.provenance import beside, write_record
     from wakd.synth.baseline import baseline_table
-    from wakd.utils import atomic_path
+    from wakd.utils import atomic_outputs
 
     table = baseline_table(load_dataset(cfg.dataset, cfg.split, cfg.root), methods=cfg.methods,
                            ns=cfg.recall_values)
-    write_beside(cfg, cfg.out)
-    with atomic_path(cfg.out) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.4f")
+    with atomic_outputs(cfg.out, beside(cfg.out)) as (csv, info):
+        write_record(cfg, info)
+        table.to_csv(csv, index=False, float_format="%.4f")
     print(table.to_string(index=False))
     return table

@@ -27,7 +27,7 @@ import pandas as pd
 
 from wakd.options import Options, option
 from wakd.recall import RECALL_VALUES, recall_rows
-from wakd.utils import atomic_path
+from wakd.utils import WakdError, atomic_outputs, check_array
 
 log = logging.getLogger(__name__)
 
@@ -62,30 +62,36 @@ def run(cfg: EvaluateConfig) -> pd.DataFrame:
     import h5py
 
     from wakd.descriptors import read_ground_truth
-    from wakd.provenance import provenance_attrs, write_beside
+    from wakd.provenance import beside, provenance_attrs, write_record
     from wakd.search import auto_device
 
     device = auto_device() if cfg.device == "auto" else cfg.device
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise WakdError(f"--device {cfg.device}: no CUDA GPU is visible here; expected cpu or auto")
     table, pred, scores = evaluate_file(cfg.descriptors, cfg.model, cfg.recall_values,
                                         dedup_panoramas=cfg.dedup_panoramas, chunk_rows=cfg.chunk_rows,
                                         device=device)
-    if cfg.predictions:
-        with atomic_path(cfg.predictions) as tmp, h5py.File(tmp, "w") as f:
-            f.create_dataset("predictions", data=pred)
-            f.create_dataset("scores", data=scores)
-            f.attrs.update({"descriptors": str(cfg.descriptors), "model": cfg.model, **provenance_attrs(cfg)})
-    if cfg.figure:
-        from wakd.report import prediction_grid
+    with atomic_outputs(cfg.out, beside(cfg.out), cfg.predictions, cfg.figure) as (csv, info, predictions, figure):
+        if predictions:
+            with h5py.File(predictions, "w") as f:
+                f.create_dataset("predictions", data=pred)
+                f.create_dataset("scores", data=scores)
+                f.attrs.update({"descriptors": str(cfg.descriptors), "model": cfg.model, **provenance_attrs(cfg)})
+        if figure:
+            from wakd.report import prediction_grid
 
-        ds = read_ground_truth(cfg.descriptors)
-        prediction_grid(ds.q_paths, ds.db_paths, pred, ds.positives(), cfg.figure, num_queries=cfg.num_queries,
-                        num_preds=cfg.num_preds_to_save, only_wrong=cfg.only_wrong, seed=cfg.seed,
-                        title=f"{cfg.model} on {ds.name} {ds.split}")
-    write_beside(cfg, cfg.out)
-    with atomic_path(cfg.out) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.4f")
+            ds = read_ground_truth(cfg.descriptors)
+            prediction_grid(ds.q_paths, ds.db_paths, pred, ds.positives(), figure, num_queries=cfg.num_queries,
+                            num_preds=cfg.num_preds_to_save, only_wrong=cfg.only_wrong, seed=cfg.seed,
+                            title=f"{cfg.model} on {ds.name} {ds.split}")
+        write_record(cfg, info)
+        table.to_csv(csv, index=False, float_format="%.4f")
     print(table.to_string(index=False))
     return table
+
 
 def panorama_ids(db_utm: np.ndarray) -> np.ndarray:
     """Panorama index of each database image: images at the same UTM position (to the centimetre)."""
@@ -130,8 +136,11 @@ def evaluate_file(descriptors: str | os.PathLike, model: str, ns: tuple[int, ...
     pano = panorama_ids(ds.db_utm) if dedup_panoramas else None
     search_k = k * int(np.bincount(pano).max()) if pano is not None else k
     with h5py.File(descriptors, "r") as f:
-        queries = f["queries/descriptors"][:]
-        scores, pred = knn(f["db/descriptors"], queries, search_k, chunk_rows, device)
+        queries = check_array(f["queries/descriptors"][:], f"{descriptors}: /queries/descriptors")
+        try:
+            scores, pred = knn(f["db/descriptors"], queries, search_k, chunk_rows, device)
+        except WakdError as exc:
+            raise WakdError(f"{descriptors}: {exc}") from None
     if pano is not None:
         full_pred, full_scores = pred, scores
         pred = dedup_predictions(full_pred, pano, k)

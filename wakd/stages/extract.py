@@ -98,7 +98,7 @@ def extract(model: torch.nn.Module, ds: PlaceDataset, out: str | os.PathLike, de
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update({"dataset": ds.name, "split": ds.split, "pos_dist_thr": ds.pos_dist_thr,
                         "train_pos_dist_thr": ds.train_pos_dist_thr, "dtype": dtype, "precision": precision,
-                        "model": json.dumps(model_info or {}), **(attrs or {})})
+                        "model": json.dumps(model_info or {}), "base_dir": os.getcwd(), **(attrs or {})})
         for group, paths, utm, yaw, shorter in (
             ("db", ds.db_paths, ds.db_utm, ds.db_yaw, None),
             ("queries", ds.q_paths, ds.q_utm, ds.q_yaw, None if size else ds.query_resize_shorter),
@@ -114,6 +114,7 @@ def extract(model: torch.nn.Module, ds: PlaceDataset, out: str | os.PathLike, de
                                       workers=workers, precision=precision, size=size, shorter_side=shorter,
                                       desc=f"extract {group}"):
                 if dset is None:
+                    _check_space(out, (ds.num_db + ds.num_queries) * y.shape[1] * np.dtype(dtype).itemsize)
                     dset = g.create_dataset("descriptors", shape=(len(paths), y.shape[1]), dtype=dtype,
                                             chunks=(min(len(paths), max(1, 2**22 // (y.shape[1] * 4))), y.shape[1]))
                     f.attrs["dim"] = y.shape[1]
@@ -127,6 +128,18 @@ def extract(model: torch.nn.Module, ds: PlaceDataset, out: str | os.PathLike, de
         if ds.q_conditions is not None:
             f["queries"].create_dataset("conditions", data=np.asarray(ds.q_conditions, dtype=object), dtype=STR)
     return stats
+
+
+def _check_space(out: str | os.PathLike, needed: int) -> None:
+    """Refuse before writing when the output's disk cannot hold the descriptors (HDF5 does not fail
+    cleanly on a full disk)."""
+    import shutil
+
+    folder = os.path.dirname(os.path.abspath(out))
+    free = shutil.disk_usage(folder).free
+    if free < needed * 1.05 + 2**20:
+        raise WakdError(f"--out {out}: disk full: the descriptors need {needed / 2**20:.1f} MiB and {folder} has "
+                        f"{free / 2**20:.1f} MiB free")
 
 
 def calibrate_initialised(model: torch.nn.Module, dataset: str, root: str, device: torch.device, num_images: int,

@@ -25,15 +25,15 @@ class SummarizeConfig(Options):
 
 def run(cfg: SummarizeConfig):
     """Write the combined table (and figure), print the table."""
-    from wakd.provenance import write_beside
+    from wakd.provenance import beside, write_record
     from wakd.report import read_tables, recall_curves
-    from wakd.utils import atomic_path
+    from wakd.utils import atomic_outputs
 
     table = read_tables(cfg.csv)
-    if cfg.figure:
-        recall_curves(table, cfg.figure, rule=cfg.rule, condition=cfg.condition)
-    write_beside(cfg, cfg.out)
-    with atomic_path(cfg.out) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.4f")
+    with atomic_outputs(cfg.out, beside(cfg.out), cfg.figure) as (csv, info, figure):
+        if figure:
+            recall_curves(table, figure, rule=cfg.rule, condition=cfg.condition)
+        write_record(cfg, info)
+        table.to_csv(csv, index=False, float_format="%.4f")
     print(table.to_string(index=False))
     return table

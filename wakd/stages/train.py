@@ -71,7 +71,8 @@ class TrainConfig(NetOptions, TrainSplit, RunOptions):
     """
 
     out_dir: str = option(help="run folder (checkpoints, history)")
-    resume: str | None = option(None, "checkpoint.pth.tar of an interrupted run", record=False)
+    resume: str | None = option(None, "checkpoint.pth.tar of an interrupted run of the same options", record=False)
+    overwrite: bool = option(False, "start over in an --out-dir that holds a run", record=False)
     val_split: str = option("val", "split validating each epoch", choices=("train", "val", "test"))
     epochs: int = option(5, low=1)
     loss: str = option("triplet", LOSS_HELP, choices=LOSS_NAMES)
@@ -255,8 +256,16 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
     cfg.precision = resolve_precision(device, cfg.precision)
     step_losses = objective(device) if objective is not None else RankingObjective(cfg)
     out = Path(cfg.out_dir)
+    if not resume and (out / "checkpoint.pth.tar").exists() and not cfg.overwrite:
+        raise WakdError(f"--out-dir {out}: holds a run already (checkpoint.pth.tar); continue it with --resume "
+                        f"{out / 'checkpoint.pth.tar'}, or start over with --overwrite")
+    ck = _read_resume(resume, cfg) if resume else None
     ds = load_dataset(cfg.dataset, cfg.split, cfg.root)
     val = load_dataset(cfg.dataset, cfg.val_split, cfg.root) if rank == 0 else None
+    if val is not None and not any(len(p) for p in val.positives()):
+        raise WakdError(f"--val-split {cfg.val_split}: none of the {val.num_queries} queries of "
+                        f"{val.source or cfg.dataset} has a database image within {val.pos_dist_thr:g} m; "
+                        "validation needs queries with positives")
     sets = mining_sets(ds, cfg.neg_num, min_queries=cfg.tuples_per_batch * world)
 
     torch.manual_seed(cfg.seed)
@@ -272,9 +281,12 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
     hard_negs = np.full((ds.num_queries, cfg.neg_num), -1, dtype=np.int64)
     start, best, best_epoch, history, steps = 0, -math.inf, -1, [], []
-    if resume:
-        ck = torch.load(resume, map_location="cpu", weights_only=True)
-        model.load_state_dict(ck["model"])
+    if ck is not None:
+        try:
+            model.load_state_dict(ck["model"])
+        except RuntimeError as exc:
+            raise WakdError(f"--resume {resume}: its network is not a {cfg.arch} K={cfg.num_clusters} "
+                            f"({str(exc).splitlines()[0]})") from None
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         start, best, best_epoch = ck["epoch"] + 1, ck["best_metric"], ck["best_epoch"]
@@ -360,6 +372,36 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
     if world > 1:
         dist.destroy_process_group()
     return history[-1] if history else {}
+
+
+# Options a resumed run may change: where and how fast it runs, and how long.
+RESUMABLE_CHANGES = frozenset({"epochs", "threads", "workers", "device", "out_dir", "root"})
+
+
+def _read_resume(path: str | os.PathLike, cfg: TrainConfig) -> dict:
+    """The checkpoint of an interrupted run of the same configuration.
+
+    Raises:
+        WakdError: missing, unreadable or foreign file, or a run made with other options (named).
+    """
+    if not os.path.isfile(path):
+        raise WakdError(f"--resume {path}: no such checkpoint")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises several types for unreadable or unsafe files
+        raise WakdError(f"--resume {path}: not a readable weights-only checkpoint ({str(exc).splitlines()[0]})") \
+            from None
+    keys = ("model", "optimizer", "scheduler", "epoch", "hard_negatives", "config")
+    if not isinstance(ck, dict) or any(k not in ck for k in keys):
+        raise WakdError(f"--resume {path}: not a checkpoint of 'wakd train' / 'wakd distill' (expected entries "
+                        f"{', '.join(keys)})")
+    saved, now = ck["config"], {**cfg.record(), "arch_kwargs": cfg.arch_kwargs}
+    changed = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in now.items()
+               if k not in RESUMABLE_CHANGES and k in saved and saved[k] != v]
+    if changed:
+        raise WakdError(f"--resume {path}: the run was made with other options ({'; '.join(changed)}); resume with "
+                        "the same options, or start over with --overwrite")
+    return ck
 
 
 def _read_steps(path: Path, before_epoch: int) -> list[dict]:

@@ -33,7 +33,7 @@ from wakd.synth.capture import SPLITS, Capture, plan_captures
 from wakd.synth.presets import PRESETS, Preset
 from wakd.synth.render import make_lighting, render
 from wakd.synth.world import City, make_city, transient_occluders
-from wakd.utils import WakdError
+from wakd.utils import WakdError, clean_stale_temporaries, temporary_name
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,8 @@ def generate(out: str | os.PathLike, preset: str | Preset = "demo", seed: int = 
     plan = plan_captures(city, preset, seed)
     caps = [c for s in SPLITS for c in plan[s]]
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    clean_stale_temporaries(out)
+    tmp = out.parent / f"{temporary_name(out)}tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     raw = tmp / "raw"
     raw.mkdir(parents=True)

@@ -1,0 +1,354 @@
+"""A catalogue of bad inputs and faults, one case per row, across every command.
+
+Each case runs ``wakd`` and asserts: exit status 2, one line on stderr (``wakd: error: ...``, no
+traceback) naming the bad file or option, and nothing under the output's final name (and no
+temporary left beside it). Kill-and-rerun tests follow: a SIGTERM or SIGINT mid-run leaves no
+partial output and no temporary, and the rerun succeeds.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from wakd.cli import main
+
+STR = h5py.string_dtype("utf-8")
+
+
+def descriptor_file(path: Path, n_db=20, n_q=5, dim=8, db_rows=None, q_dim=None, nan_db=False, nan_q=False,
+                    yaw_nan=False) -> Path:
+    """A small descriptor file in the `wakd extract` layout (see wakd.descriptors)."""
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        f.attrs.update({"dataset": "synthetic", "split": "test", "pos_dist_thr": 25.0})
+        for group, n, d in (("db", n_db, dim), ("queries", n_q, q_dim or dim)):
+            rows = db_rows if (group == "db" and db_rows is not None) else n
+            x = rng.normal(size=(rows, d)).astype(np.float16)
+            if (nan_db and group == "db") or (nan_q and group == "queries"):
+                x[min(3, rows - 1), 0] = np.nan
+            g = f.create_group(group)
+            g.create_dataset("descriptors", data=x)
+            g.create_dataset("paths", data=np.asarray([f"{group}/{i}.jpg" for i in range(n)], dtype=object),
+                             dtype=STR)
+            g.create_dataset("utm", data=np.c_[np.arange(n) * 10.0, np.zeros(n)])
+            yaw = np.zeros(n)
+            if yaw_nan:
+                yaw[0] = np.nan
+            g.create_dataset("yaw", data=yaw)
+    return path
+
+
+def cluster_file(path: Path, k=8, dim=256, nan=False, drop=None) -> Path:
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        cen = rng.normal(size=(k, dim)).astype(np.float32)
+        if nan:
+            cen[2, 5] = np.nan
+        if drop != "centroids":
+            f.create_dataset("centroids", data=cen)
+        f.create_dataset("descriptors", data=rng.normal(size=(50, dim)).astype(np.float32))
+    return path
+
+
+def pca_file(path: Path, nan=False) -> Path:
+    with h5py.File(path, "w") as f:
+        mean = np.zeros(8 * 256)
+        if nan:
+            mean[0] = np.nan
+        f.create_dataset("mean", data=mean)
+        f.create_dataset("components", data=np.eye(4, 8 * 256))
+        f.create_dataset("variances", data=np.ones(4))
+    return path
+
+
+def recall_csv(path: Path, r1="0.5") -> Path:
+    path.write_text("model,dataset,split,rule,condition,R@1,R@5,queries\n"
+                    f"m,synthetic,test,25m,all,{r1},0.6,10\n")
+    return path
+
+
+class Malicious:
+    def __reduce__(self):
+        return (os.system, ("echo owned > /tmp/wakd_owned",))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, tiny_city):
+    d = tmp_path_factory.mktemp("bad")
+    f = {"city": tiny_city, "d": d}
+    f["desc"] = descriptor_file(d / "good.hdf5")
+    f["desc_rows"] = descriptor_file(d / "rows.hdf5", db_rows=17)
+    f["desc_nan_db"] = descriptor_file(d / "nan_db.hdf5", nan_db=True)
+    f["desc_nan_q"] = descriptor_file(d / "nan_q.hdf5", nan_q=True)
+    f["desc_dim"] = descriptor_file(d / "dim.hdf5", q_dim=16)
+    f["desc_empty"] = descriptor_file(d / "empty.hdf5", n_db=0)
+    f["desc_yaw"] = descriptor_file(d / "yaw.hdf5", yaw_nan=True)
+    with h5py.File(d / "noq.hdf5", "w") as h:
+        h.create_dataset("db/descriptors", data=np.zeros((2, 4)))
+    f["desc_noq"] = d / "noq.hdf5"
+    f["clu_nan"] = cluster_file(d / "clu_nan.hdf5", nan=True)
+    f["clu_k"] = cluster_file(d / "clu_k.hdf5", k=5)
+    f["clu_nocen"] = cluster_file(d / "clu_nocen.hdf5", drop="centroids")
+    f["pca_nan"] = pca_file(d / "pca_nan.hdf5", nan=True)
+    (d / "text.hdf5").write_text("not hdf5\n")
+    f["text"] = d / "text.hdf5"
+    (d / "truncated.pth.tar").write_bytes(b"PK\x03\x04truncated")
+    f["truncated"] = d / "truncated.pth.tar"
+    torch.save({"model": Malicious()}, d / "evil.pth")
+    f["evil"] = d / "evil.pth"
+    torch.save({"model": {}, "optimizer": {}, "scheduler": {}, "epoch": 0, "hard_negatives": torch.zeros(1),
+                "config": {"arch": "vgg16", "num_clusters": 64, "loss": "triplet"}}, d / "foreign.pth.tar")
+    f["foreign_run"] = d / "foreign.pth.tar"
+    f["csv"] = recall_csv(d / "good.csv")
+    f["csv_text"] = recall_csv(d / "text.csv", r1="high")
+    f["csv_big"] = recall_csv(d / "big.csv", r1="1.5")
+    (d / "cols.csv").write_text("a,b\n1,2\n")
+    f["csv_cols"] = d / "cols.csv"
+    notes = d / "notes"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("keep\n")
+    f["notes"] = notes
+    run = d / "run"
+    run.mkdir()
+    (run / "checkpoint.pth.tar").write_bytes(b"an earlier run")
+    f["run"] = run
+    bomb = d / "bomb/images/test"
+    for sub in ("database", "queries"):
+        (bomb / sub).mkdir(parents=True)
+        Image.new("RGB", (16, 12)).save(bomb / sub / "@0@0@@.jpg")
+    Image.new("L", (15000, 15000)).save(bomb / "queries" / "@5@0@@.png")
+    f["bomb"] = d / "bomb"
+    return f
+
+
+NET = ["--arch", "resnet18", "--num-clusters", "8", "--dataset", "synthetic", "--workers", "0"]
+
+def net_case(name: str, command: str, options: list[str], needle: str, flag: str = "--out") -> tuple:
+    """A case of a network command on the tiny city, writing ``{out}``."""
+    return name, [command, *NET, "--root", "{city}", *options, flag, "{out}"], needle, "{out}"
+
+
+def run_case(name: str, command: str, options: list[str], needle: str) -> tuple:
+    """A case of ``train`` / ``distill`` writing the run folder ``{out}``."""
+    return net_case(name, command, options, needle, flag="--out-dir")
+
+
+def eval_case(name: str, descriptors: str, options: list[str], needle: str) -> tuple:
+    """A case of ``evaluate`` on a descriptor file of the fixture, writing ``{out}``."""
+    return name, ["evaluate", "--descriptors", descriptors, "--model", "m", *options, "--out", "{out}"], needle, "{out}"
+
+
+# (id, argv template, text the message must hold, output that must not appear). {name} is a file of
+# the fixture, {out} the case's output path, {city} the tiny city.
+CASES = [
+    # data inspect
+    ("inspect-dataset", ["data", "inspect", "--dataset", "pitts31k"], "--dataset", None),
+    ("inspect-root", ["data", "inspect", "--dataset", "synthetic", "--root", "{d}/nowhere", "--out", "{out}"],
+     "nowhere", "{out}"),
+    ("inspect-split", ["data", "inspect", "--dataset", "synthetic", "--split", "dev"], "--split", None),
+    # synth
+    ("synth-overwrite-foreign", ["synth", "--out", "{notes}", "--preset", "tiny", "--overwrite"], "notes", None),
+    ("synth-nonempty", ["synth", "--out", "{notes}", "--preset", "tiny"], "--overwrite", None),
+    ("synth-size-text", ["synth", "--out", "{out}", "--size", "100xabc"], "--size", "{out}"),
+    ("synth-size-big", ["synth", "--out", "{out}", "--size", "2000x2000"], "--size", "{out}"),
+    ("synth-preset", ["synth", "--out", "{out}", "--preset", "huge"], "--preset", "{out}"),
+    ("synth-workers", ["synth", "--out", "{out}", "--workers", "0"], "--workers", "{out}"),
+    # baseline
+    ("baseline-method", ["baseline", "--dataset", "synthetic", "--root", "{city}", "--methods", "sift",
+                         "--out", "{out}"], "--methods", "{out}"),
+    ("baseline-recall", ["baseline", "--dataset", "synthetic", "--root", "{city}", "--recall-values", "0",
+                         "--out", "{out}"], "--recall-values", "{out}"),
+    ("baseline-root", ["baseline", "--dataset", "synthetic", "--root", "{d}/nowhere", "--out", "{out}"],
+     "nowhere", "{out}"),
+    ("baseline-bomb", ["baseline", "--dataset", "folder", "--root", "{bomb}", "--out", "{out}"], "@5@0@@.png",
+     "{out}"),
+    # cluster
+    net_case("cluster-k", "cluster", ["--num-clusters", "0"], "--num-clusters"),
+    net_case("cluster-images", "cluster", ["--num-images", "0"], "--num-images"),
+    net_case("cluster-precise-bn", "cluster", ["--precise-bn", "-1"], "--precise-bn"),
+    net_case("cluster-weights-missing", "cluster", ["--weights", "{d}/none.pth"], "none.pth"),
+    net_case("cluster-weights-pickle", "cluster", ["--weights", "{evil}"], "evil.pth"),
+    net_case("cluster-size", "cluster", ["--size", "97x128"], "--size"),
+    net_case("cluster-batch", "cluster", ["--batch-size", "0"], "--batch-size"),
+    net_case("cluster-workers", "cluster", ["--workers", "-1"], "--workers"),
+    ("cluster-arch", ["cluster", "--arch", "vit", "--dataset", "synthetic", "--out", "{out}"], "--arch", "{out}"),
+    # pca
+    net_case("pca-dim-0", "pca", ["--dim", "0"], "--dim"),
+    net_case("pca-dim-neg", "pca", ["--dim", "-5"], "--dim"),
+    net_case("pca-clusters-missing", "pca", ["--clusters", "{d}/none.hdf5"], "none.hdf5"),
+    net_case("pca-clusters-nan", "pca", ["--clusters", "{clu_nan}"], "clu_nan.hdf5"),
+    net_case("pca-checkpoint-missing", "pca", ["--checkpoint", "{d}/none.pth.tar"], "none.pth.tar"),
+    # extract
+    net_case("extract-clusters-nan", "extract", ["--clusters", "{clu_nan}"], "clu_nan.hdf5"),
+    net_case("extract-clusters-k", "extract", ["--clusters", "{clu_k}"], "clu_k.hdf5"),
+    net_case("extract-clusters-text", "extract", ["--clusters", "{text}"], "text.hdf5"),
+    net_case("extract-clusters-layout", "extract", ["--clusters", "{clu_nocen}"], "centroids"),
+    net_case("extract-pca-nan", "extract", ["--pca", "{pca_nan}"], "pca_nan.hdf5"),
+    net_case("extract-pca-missing", "extract", ["--pca", "{d}/none.hdf5"], "none.hdf5"),
+    net_case("extract-checkpoint-truncated", "extract", ["--checkpoint", "{truncated}"], "truncated.pth.tar"),
+    net_case("extract-dtype", "extract", ["--dtype", "float64"], "--dtype"),
+    net_case("extract-device", "extract", ["--device", "tpu"], "tpu"),
+    # evaluate
+    eval_case("evaluate-missing", "{d}/none.hdf5", [], "none.hdf5"),
+    eval_case("evaluate-text", "{text}", [], "text.hdf5"),
+    eval_case("evaluate-rows", "{desc_rows}", [], "rows.hdf5"),
+    eval_case("evaluate-nan-db", "{desc_nan_db}", [], "nan_db.hdf5"),
+    eval_case("evaluate-nan-queries", "{desc_nan_q}", [], "nan_q.hdf5"),
+    eval_case("evaluate-dims", "{desc_dim}", [], "dim.hdf5"),
+    eval_case("evaluate-empty-db", "{desc_empty}", [], "empty.hdf5"),
+    eval_case("evaluate-nan-yaw", "{desc_yaw}", [], "yaw.hdf5"),
+    eval_case("evaluate-layout", "{desc_noq}", [], "noq.hdf5"),
+    eval_case("evaluate-recall", "{desc}", ["--recall-values", "-1"], "--recall-values"),
+    eval_case("evaluate-cuda", "{desc}", ["--device", "cuda"], "--device"),
+    eval_case("evaluate-figure-rows", "{desc}", ["--num-queries", "0"], "--num-queries"),
+    # summarize
+    ("summarize-missing", ["summarize", "--csv", "{d}/none.csv", "--out", "{out}"], "none.csv", "{out}"),
+    ("summarize-text", ["summarize", "--csv", "{csv_text}", "--out", "{out}"], "text.csv", "{out}"),
+    ("summarize-range", ["summarize", "--csv", "{csv_big}", "--out", "{out}"], "big.csv", "{out}"),
+    ("summarize-columns", ["summarize", "--csv", "{csv_cols}", "--out", "{out}"], "cols.csv", "{out}"),
+    ("summarize-condition", ["summarize", "--csv", "{csv}", "--condition", "dusk", "--out", "{out}"],
+     "--condition", "{out}"),
+    # train
+    run_case("train-metric", "train", ["--select-metric", "R@7"], "--select-metric"),
+    run_case("train-neg-num", "train", ["--neg-num", "0"], "--neg-num"),
+    run_case("train-epochs", "train", ["--epochs", "0"], "--epochs"),
+    run_case("train-lr", "train", ["--lr", "-1"], "--lr"),
+    run_case("train-margin-sare", "train", ["--loss", "sare_ind", "--margin", "0.2"], "--margin"),
+    ("train-existing-run", ["train", *NET, "--root", "{city}", "--out-dir", "{run}"], "--resume", None),
+    run_case("train-resume-missing", "train", ["--resume", "{d}/none.pth.tar"], "none.pth.tar"),
+    run_case("train-resume-truncated", "train", ["--resume", "{truncated}"], "truncated.pth.tar"),
+    run_case("train-resume-foreign", "train", ["--resume", "{foreign_run}"], "other options"),
+    # distill
+    run_case("distill-teacher-missing", "distill", ["--teacher", "{d}/none.pth.tar"], "none.pth.tar"),
+    run_case("distill-teacher-text", "distill", ["--teacher", "{text}"], "text.hdf5"),
+    run_case("distill-kd-weight", "distill", ["--teacher", "{truncated}", "--kd-weight", "-1"], "--kd-weight"),
+    run_case("distill-gram", "distill", ["--teacher", "{truncated}", "--gram", "cos"], "--gram"),
+    # fingerprint
+    ("fingerprint-stage", ["fingerprint", "training"], "training", None),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_refused_in_one_line(case, files, tmp_path, capsys):
+    name, argv, needle, output = case
+    if name == "evaluate-cuda" and torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    values = {k: str(v) for k, v in files.items()} | {"out": str(tmp_path / "out" / "result.csv")}
+    argv = [a.format(**values) for a in argv]
+    before = {p: p.stat().st_mtime_ns for p in files["d"].rglob("*")}
+    rc = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    lines = [line for line in err.splitlines() if line.startswith("wakd: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert needle.format(**values) in lines[0], lines[0]
+    if output:
+        out = Path(output.format(**values))
+        assert not out.exists() and not (out.is_dir() and any(out.iterdir()))
+        assert not list(out.parent.glob(".*")) if out.parent.exists() else True
+    # nothing of the inputs was touched (the notes folder, an earlier run)
+    assert {p: p.stat().st_mtime_ns for p in files["d"].rglob("*")} == before
+    assert not Path("/tmp/wakd_owned").exists()
+
+
+def test_the_catalogue_is_large():
+    assert len(CASES) >= 50
+    commands = {c[1][0] for c in CASES}
+    assert {"data", "synth", "baseline", "cluster", "pca", "extract", "evaluate", "summarize", "train",
+            "distill", "fingerprint"} <= commands
+
+
+def test_debug_shows_the_traceback(files, capsys):
+    assert main(["--debug", "evaluate", "--descriptors", str(files["desc_nan_db"]), "--model", "m", "--out",
+                 str(files["d"] / "x.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("wakd: error:")
+
+
+def test_evaluate_writes_all_outputs_or_none(files, tmp_path, monkeypatch):
+    """A failure after the table is computed (here: the figure) leaves no table either."""
+    import wakd.report
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("figure failed")
+
+    monkeypatch.setattr(wakd.report, "prediction_grid", broken)
+    out = tmp_path / "r.csv"
+    with pytest.raises(RuntimeError, match="figure failed"):
+        main(["evaluate", "--descriptors", str(files["desc"]), "--model", "m", "--out", str(out), "--predictions",
+              str(tmp_path / "p.hdf5"), "--figure", str(tmp_path / "f.png")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert main(["evaluate", "--descriptors", str(files["desc"]), "--model", "m", "--out", str(out)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r.csv.info.json"]
+    assert pd.read_csv(out)["R@1"].between(0, 1).all()
+
+
+def _kill_midway(argv: list[str], wait_for, sig=signal.SIGTERM, timeout=120) -> int:
+    """Start ``wakd argv``, send ``sig`` once ``wait_for()`` is true, return the exit status."""
+    proc = subprocess.Popen([sys.executable, "-m", "wakd", *argv], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not wait_for() and proc.poll() is None and time.time() - t0 < timeout:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the command ended before it could be interrupted"
+    proc.send_signal(sig)
+    proc.communicate(timeout=60)
+    return proc.returncode
+
+
+def _temporaries(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob(".*")) if folder.exists() else []
+
+
+def test_sigterm_during_synth_leaves_nothing_and_rerun_works(tmp_path):
+    out = tmp_path / "city"
+    rc = _kill_midway(["synth", "--out", str(out), "--preset", "tiny", "--workers", "1"],
+                      lambda: any(tmp_path.glob(".city.*/raw/images/*/*.jpg")))
+    assert rc == 128 + signal.SIGTERM
+    assert not out.exists() and _temporaries(tmp_path) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_interrupted_extract_leaves_nothing(tiny_city, tmp_path, sig):
+    out = tmp_path / "d.hdf5"
+    argv = ["extract", *NET, "--root", str(tiny_city), "--batch-size", "4", "--out", str(out)]
+    rc = _kill_midway(argv, lambda: any(tmp_path.glob(".d.hdf5.*")))
+    assert rc != 0 and not out.exists() and _temporaries(tmp_path) == []
+    assert main(argv) == 0 and out.exists() and _temporaries(tmp_path) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_interrupted_training_leaves_no_temporaries(tiny_city, tmp_path, sig):
+    run = tmp_path / "run"
+    argv = ["train", *NET, "--root", str(tiny_city), "--epochs", "3", "--queries-per-epoch", "16",
+            "--cache-size", "16", "--neg-num", "4", "--neg-pool", "40", "--tuples-per-batch", "4",
+            "--optimizer", "adam", "--precise-bn", "0", "--out-dir", str(run)]
+    rc = _kill_midway(argv, lambda: (run / "history.csv").exists(), sig=sig)
+    assert rc != 0 and _temporaries(run) == []
+    # a rerun without --resume is refused (the run is not lost); with --resume it continues
+    ck = run / "checkpoint.pth.tar"
+    before = ck.read_bytes()
+    assert main(argv) == 2 and ck.read_bytes() == before
+    assert main([*argv, "--resume", str(ck)]) == 0
+    assert len(pd.read_csv(run / "history.csv")) == 3
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed(tiny_city, tmp_path):
+    """A SIGKILL leaves a temporary; the next write of the same output removes it."""
+    stale = tmp_path / ".r.csv.999999.abc.tmp.csv"
+    stale.write_text("left by a killed process")
+    recall_csv(tmp_path / "in.csv")
+    assert main(["summarize", "--csv", str(tmp_path / "in.csv"), "--out", str(tmp_path / "r.csv")]) == 0
+    assert not stale.exists() and (tmp_path / "r.csv").exists()
