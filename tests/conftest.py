@@ -112,8 +112,11 @@ def workflow_copy(dest: Path, config: dict) -> Path:
     import yaml
 
     dest.mkdir(parents=True)
-    for item in ("Snakefile", "workflow", "config", ".test", "wakd", "profiles", "environment.yml"):
+    for item in ("Snakefile", "workflow", "config", ".test", "wakd", "profiles", "slurm", "environment.yml"):
         src = REPO / item
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / item)
+        if src.is_symlink():  # `slurm` -> profiles/slurm, so that `snakemake --profile slurm` works
+            (dest / item).symlink_to(src.readlink())
+        else:
+            (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / item)
     (dest / "config/tiny.yaml").write_text(yaml.safe_dump(config))
     return dest

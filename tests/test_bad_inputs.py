@@ -130,6 +130,12 @@ def files(tmp_path_factory, tiny_city):
         Image.new("RGB", (16, 12)).save(bomb / sub / "@0@0@@.jpg")
     Image.new("L", (15000, 15000)).save(bomb / "queries" / "@5@0@@.png")
     f["bomb"] = d / "bomb"
+    corrupt = d / "corrupt/images/test"
+    for sub in ("database", "queries"):
+        (corrupt / sub).mkdir(parents=True)
+        Image.new("RGB", (32, 32)).save(corrupt / sub / "@0@0@@.jpg")
+    (corrupt / "database" / "@9@0@@.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    f["corrupt"] = d / "corrupt"
     return f
 
 
@@ -235,6 +241,10 @@ CASES = [
     run_case("distill-teacher-text", "distill", ["--teacher", "{text}"], "text.hdf5"),
     run_case("distill-kd-weight", "distill", ["--teacher", "{truncated}", "--kd-weight", "-1"], "--kd-weight"),
     run_case("distill-gram", "distill", ["--teacher", "{truncated}", "--gram", "cos"], "--gram"),
+    # a corrupt image read in a data-loader worker: the worker's message, not its traceback
+    ("extract-corrupt-image", ["extract", "--arch", "resnet18", "--num-clusters", "8", "--dataset", "folder",
+                               "--root", "{corrupt}", "--workers", "1", "--precise-bn", "0", "--out", "{out}"],
+     "@9@0@@.jpg", "{out}"),
     # fingerprint
     ("fingerprint-stage", ["fingerprint", "training"], "training", None),
 ]
@@ -268,6 +278,17 @@ def test_the_catalogue_is_large():
     commands = {c[1][0] for c in CASES}
     assert {"data", "synth", "baseline", "cluster", "pca", "extract", "evaluate", "summarize", "train",
             "distill", "fingerprint"} <= commands
+
+
+def test_full_disk_is_refused_before_extracting(tiny_city, tmp_path, monkeypatch, capsys):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 2**16, 2**16))
+    out = tmp_path / "d.hdf5"
+    assert main(["extract", *NET, "--root", str(tiny_city), "--precise-bn", "0", "--out", str(out)]) == 2
+    assert "disk full" in capsys.readouterr().err and not out.exists() and _temporaries(tmp_path) == []
 
 
 def test_debug_shows_the_traceback(files, capsys):

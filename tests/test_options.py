@@ -76,6 +76,7 @@ def test_defaults_come_from_the_dataclass():
     (["--select-metric", "R@7"], "invalid choice: 'R@7'"),
     (["--size", "97x128"], "multiples of 8"),
     (["--neg-num", "0"], "--neg-num 0: expected a value >= 1"),
+    (["--lr", "nan"], "--lr nan: expected a finite number"),
     (["--loss", "sare_ind", "--margin", "0.2"], "margin"),
 ])
 def test_bad_training_options_are_refused_before_any_work(args, message):

@@ -42,7 +42,9 @@ def slurm_cluster(tmp_path_factory):
 
 
 def _profile(dest: Path) -> Path:
-    """profiles/slurm with the test cluster's partition, CI-speed status checks and small jobs."""
+    """profiles/slurm with the test cluster's partition, CI-speed status checks and small jobs,
+    written over the copy's profiles/slurm/config.yaml (which `--profile slurm` reaches through the
+    repository's `slurm` link)."""
     prof = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
     prof["default-resources"].update(slurm_partition="debug", mem_mb=1000, runtime=20)
     prof["set-threads"] = {rule: 1 for rule in prof["set-threads"]}
@@ -50,7 +52,6 @@ def _profile(dest: Path) -> Path:
     prof["set-resources"] = {rule: {"mem_mb": 2000} for rule in GPU_RULES}
     prof.update({"jobs": 4, "slurm-init-seconds-before-status-checks": 2, "slurm-status-command": "sacct",
                  "slurm-keep-successful-logs": True})
-    dest.mkdir(parents=True)
     (dest / "config.yaml").write_text(yaml.safe_dump(prof))
     return dest
 
@@ -59,8 +60,9 @@ def test_pipeline_runs_as_slurm_jobs(slurm_cluster, tmp_path):
     cfg = tiny_workflow_config()
     cfg["gpus"] = {"cluster": 0, "train": 1, "distill": 1, "extract": 0}
     repo = workflow_copy(tmp_path / "repo", cfg)
-    profile = _profile(tmp_path / "profile")
-    cmd = [sys.executable, "-m", "snakemake", "--profile", str(profile), "--configfile", "config/tiny.yaml"]
+    _profile(repo / "profiles/slurm")
+    # the README's command, verbatim, from the repository root (plus the tiny config)
+    cmd = [sys.executable, "-m", "snakemake", "--profile", "slurm", "--configfile", "config/tiny.yaml"]
     res = subprocess.run(cmd, cwd=repo, env=slurm_cluster, capture_output=True, text=True, timeout=1500)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-6000:]
     assert len(pd.read_csv(repo / "results/synthetic_recall.csv")) > 0

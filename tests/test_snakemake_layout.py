@@ -70,3 +70,13 @@ def test_conda_env_lists_the_runtime_dependencies():
         text = rule_file.read_text()
         rules = len(re.findall(r"^rule \w+:", text, flags=re.M))
         assert rules == text.count('conda:\n        "../envs/wakd.yaml"'), rule_file.name
+
+
+def test_profile_slurm_resolves_from_the_repository_root(tmp_path):
+    """`snakemake --profile slurm` (the bare name) and `--profile profiles/slurm` both find the profile."""
+    repo = workflow_copy(tmp_path / "repo", tiny_workflow_config())
+    for profile in ("slurm", "profiles/slurm"):
+        res = _run("snakemake", "--profile", profile, "-n", "--configfile", "config/tiny.yaml", cwd=repo)
+        out = res.stdout + res.stderr
+        assert res.returncode == 0, out[-3000:]
+        assert f"Using profile {profile}" in out and "train_teacher" in out

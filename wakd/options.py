@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -101,6 +102,8 @@ class Options:
             values = value if isinstance(value, tuple | list) else (value,)
             choices = _choices(meta)
             for v in values:
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise WakdError(f"{_flag(f.name)} {v}: expected a finite number")
                 if choices is not None and v not in choices:
                     raise WakdError(f"{_flag(f.name)} {v!r}: expected one of {', '.join(map(str, choices))}")
                 if meta["low"] is not None and not isinstance(v, bool) and v < meta["low"]:
