@@ -193,6 +193,7 @@ CASES = [
     # pca
     net_case("pca-dim-0", "pca", ["--dim", "0"], "--dim"),
     net_case("pca-dim-neg", "pca", ["--dim", "-5"], "--dim"),
+    net_case("pca-dim-too-many", "pca", ["--num-images", "10", "--dim", "50"], "--dim"),
     net_case("pca-clusters-missing", "pca", ["--clusters", "{d}/none.hdf5"], "none.hdf5"),
     net_case("pca-clusters-nan", "pca", ["--clusters", "{clu_nan}"], "clu_nan.hdf5"),
     net_case("pca-checkpoint-missing", "pca", ["--checkpoint", "{d}/none.pth.tar"], "none.pth.tar"),

@@ -53,6 +53,11 @@ def test_a_bad_training_block_stops_the_plan_naming_it(tmp_path):
     out = res.stdout + res.stderr
     assert res.returncode != 0
     assert "models.synthetic.teacher" in out and "--kd-weight" in out
+    cfg = tiny_workflow_config()
+    cfg["synthetic"]["size"] = "97x128"  # the schema's pattern accepts it; the renderer does not
+    repo = workflow_copy(tmp_path / "repo2", cfg)
+    res = _run("snakemake", "-n", "--cores", "1", "--configfile", "config/tiny.yaml", cwd=repo)
+    assert res.returncode != 0 and "config synthetic" in res.stdout + res.stderr and "--size" in res.stdout + res.stderr
 
 
 def test_conda_env_lists_the_runtime_dependencies():

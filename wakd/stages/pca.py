@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 
 from wakd.options import NetOptions, RunOptions, TrainSplit, option
+from wakd.utils import WakdError
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,10 @@ def run(cfg: PcaConfig) -> dict:
                            checkpoint=cfg.checkpoint, **cfg.arch_kwargs)
     ds = load_dataset(cfg.dataset, cfg.split, cfg.root)
     paths = sample_paths(ds.db_paths + ds.q_paths, cfg.num_images, cfg.seed)
+    most = min(len(paths) - 1, model.out_dim)
+    if cfg.dim > most:
+        raise WakdError(f"--dim {cfg.dim}: {len(paths)} images of {model.out_dim}-d descriptors give at most {most} "
+                        "components; use more --num-images or a smaller --dim")
     device = resolve_device(cfg.device)
     x = describe_images(model, paths, device, batch_size=cfg.batch_size, workers=cfg.workers,
                         precision=cfg.precision, size=cfg.size)

@@ -324,8 +324,9 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
                 parts = step_losses(net, to_input(x.flatten(0, 1), device), b, t, device, cfg.precision)
                 loss = parts["loss"]
                 if not torch.isfinite(loss):
-                    raise WakdError(f"loss became {loss.item()} at epoch {epoch}; stopped, the last good checkpoint "
-                                    f"is kept in {out / 'checkpoint.pth.tar'}")
+                    kept = (f"the last good checkpoint is kept in {out / 'checkpoint.pth.tar'}"
+                            if (out / "checkpoint.pth.tar").exists() else "no epoch had finished, nothing was saved")
+                    raise WakdError(f"loss became {loss.item()} at epoch {epoch}; stopped, {kept} (try a lower --lr)")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

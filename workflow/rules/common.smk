@@ -242,24 +242,28 @@ def default_targets():
     ]
 
 
-def check_training_options():
-    """Parse each configured `train:` block as its job will (`wakd train` for teachers, `wakd
-    distill` for students): a key that is not an option of the command, or a bad value, stops
-    the workflow before any job runs, naming the config block."""
+def check_options():
+    """Parse the config blocks that become command lines as their jobs will (`wakd synth` for the
+    city, `wakd train` for teachers, `wakd distill` for students): a key that is not an option of
+    the command, or a bad value, stops the workflow before any job runs, naming the config block.
+    """
     from wakd.cli import parse_options
     from wakd.utils import WakdError
 
+    checks = [("synthetic", "synth", options(SYNTH) + " --out x")]
     for name, train_on in (("synthetic", "synthetic"), ("benchmark", BENCHMARK_TRAIN)):
         for role, command in (("teacher", "train"), ("student", "distill")):
             args = training(command, train_on, role) + " --out-dir x"
             if role == "student":
                 args += " --teacher x"
-            try:
-                parse_options(command, shlex.split(args))
-            except WakdError as exc:
-                raise WorkflowError(
-                    f"config models.{name}.{role}: {exc} (the options of `wakd {command}`)"
-                )
+            checks.append((f"models.{name}.{role}", command, args))
+    for where, command, args in checks:
+        try:
+            parse_options(command, shlex.split(args))
+        except WakdError as exc:
+            raise WorkflowError(
+                f"config {where}: {exc} (the options of `wakd {command}`)"
+            )
 
 
-check_training_options()
+check_options()
