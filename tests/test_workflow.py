@@ -206,3 +206,37 @@ def test_real_benchmark_fails_fast_without_data_then_plans_the_chain(tmp_path):
         "cluster": 2, "train_teacher": 1, "distill_student": 2, "pca": 3, "extract": 4, "evaluate": 4,
         "summarize": 1}
     assert "results/clusters/vgg16_pitts30k_64_desc_cen.hdf5" in res.stdout + res.stderr
+
+
+def test_a_killed_training_job_resumes_to_the_same_weights(tmp_path):
+    """The teacher's job is killed mid-epoch (as a cluster's time limit does: SIGTERM); Snakemake
+    deletes its outputs, the state under results/resume/ stays; the rerun resumes from it and ends
+    with the weights of an uninterrupted run (bitwise on CPU), and the state is removed."""
+    import time
+
+    import torch
+
+    cfg = tiny_workflow_config()
+    cfg["models"]["synthetic"]["teacher"]["train"]["epochs"] = 2
+    target = "results/train/synthetic/teacher/checkpoint.pth.tar"
+    cmd = [sys.executable, "-m", "snakemake", target, "--cores", "2", "--configfile", "config/tiny.yaml"]
+    whole = workflow_copy(tmp_path / "whole", cfg)
+    assert subprocess.run(cmd, cwd=whole, capture_output=True).returncode == 0
+
+    repo = workflow_copy(tmp_path / "killed", cfg)
+    state = repo / "results/resume/synthetic/teacher/checkpoint.pth.tar"
+    proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    while not state.exists() and proc.poll() is None and time.time() - t0 < 600:
+        time.sleep(0.05)
+    assert state.exists() and proc.poll() is None, "the job ended before its first epoch was saved"
+    subprocess.run(["pkill", "-TERM", "-f", f"train .*--state-dir {state.parent.relative_to(repo)}"], check=True)
+    assert proc.wait(timeout=300) != 0
+    assert state.exists() and not (repo / target).exists()  # outputs deleted, the state kept
+    assert torch.load(state, weights_only=True)["epoch"] == 0
+
+    assert subprocess.run(cmd, cwd=repo, capture_output=True).returncode == 0
+    a = torch.load(whole / target, weights_only=True)
+    b = torch.load(repo / target, weights_only=True)
+    assert b["epoch"] == 1 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert not state.parent.exists()

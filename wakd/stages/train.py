@@ -28,6 +28,7 @@ import csv
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,7 +72,12 @@ class TrainConfig(NetOptions, TrainSplit, RunOptions):
     """
 
     out_dir: str = option(help="run folder (checkpoints, history)")
-    resume: str | None = option(None, "checkpoint.pth.tar of an interrupted run of the same options", record=False)
+    resume: str | None = option(None, "checkpoint.pth.tar of an interrupted run of the same options; auto: the "
+                                      "one in --state-dir if there is one, else start", record=False)
+    state_dir: str | None = option(None, "where the resumable state (checkpoint.pth.tar, steps.csv) is kept while "
+                                         "training, removed when it ends (default: --out-dir, kept); the pipeline "
+                                         "keeps it apart from the outputs, which Snakemake deletes when a job "
+                                         "fails", record=False)
     overwrite: bool = option(False, "start over in an --out-dir that holds a run", record=False)
     val_split: str = option("val", "split validating each epoch", choices=("train", "val", "test"))
     epochs: int = option(5, low=1)
@@ -255,7 +261,10 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
         torch.set_num_threads(cfg.threads)
     cfg.precision = resolve_precision(device, cfg.precision)
     step_losses = objective(device) if objective is not None else RankingObjective(cfg)
-    out = Path(cfg.out_dir)
+    out, state = Path(cfg.out_dir), Path(cfg.state_dir or cfg.out_dir)
+    if str(resume) == "auto":  # the interrupted run of these options, if there is one
+        resume = state / "checkpoint.pth.tar" if (state / "checkpoint.pth.tar").exists() else None
+        log.info("--resume auto: %s", f"continuing {resume}" if resume else "no interrupted run, starting")
     if not resume and (out / "checkpoint.pth.tar").exists() and not cfg.overwrite:
         raise WakdError(f"--out-dir {out}: holds a run already (checkpoint.pth.tar); continue it with --resume "
                         f"{out / 'checkpoint.pth.tar'}, or start over with --overwrite")
@@ -291,13 +300,16 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
         sched.load_state_dict(ck["scheduler"])
         start, best, best_epoch = ck["epoch"] + 1, ck["best_metric"], ck["best_epoch"]
         hard_negs, history = ck["hard_negatives"].numpy().copy(), ck["history"]
-        steps = _read_steps(out / "steps.csv", before_epoch=start)
+        steps = _read_steps(Path(resume).parent / "steps.csv", before_epoch=start)
         log.info("resumed from %s at epoch %d", resume, start)
     model = prepare(model, device)
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                                     else None) if world > 1 else model
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        state.mkdir(parents=True, exist_ok=True)
+        if ck is not None and state != out and not (out / "model_best.pth.tar").exists():
+            shutil.copy2(state / "model_best.pth.tar", out / "model_best.pth.tar")  # outputs deleted by a failure
 
     for epoch in range(start, cfg.epochs):
         rng = _seed_epoch(cfg.seed, epoch)
@@ -363,20 +375,27 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
             if metric > best:
                 best, best_epoch = metric, epoch
             ck = _checkpoint(model, opt, sched, epoch, best, best_epoch, hard_negs, cfg, history)
-            _save(ck, out / "checkpoint.pth.tar")
+            if state != out:  # the resumable state first (its checkpoint last: it marks the state complete)
+                if best_epoch == epoch:
+                    _save(ck, state / "model_best.pth.tar")
+                _write_history(state / "steps.csv", steps)
+                _save(ck, state / "checkpoint.pth.tar")
             if best_epoch == epoch:
                 _save(ck, out / "model_best.pth.tar")
             _write_history(out / "history.csv", history)
             _write_history(out / "steps.csv", steps)
+            _save(ck, out / "checkpoint.pth.tar")  # last: a resumed run finds everything it names
         if world > 1:
             dist.barrier()
     if world > 1:
         dist.destroy_process_group()
+    if rank == 0 and state != out:  # finished: the outputs hold everything, the state is no longer needed
+        shutil.rmtree(state, ignore_errors=True)
     return history[-1] if history else {}
 
 
 # Options a resumed run may change: where and how fast it runs, and how long.
-RESUMABLE_CHANGES = frozenset({"epochs", "threads", "workers", "device", "out_dir", "root"})
+RESUMABLE_CHANGES = frozenset({"epochs", "threads", "workers", "device", "out_dir", "root", "state_dir"})
 
 
 def _read_resume(path: str | os.PathLike, cfg: TrainConfig) -> dict:

@@ -1,6 +1,9 @@
 # Teacher training and student distillation, on the synthetic city or on Pittsburgh 30k. torch
 # threads = the rule's threads (Snakemake caps them at --cores locally; on SLURM they are the job's
 # cpus-per-task): oversubscribed cores make a training step many times slower.
+# A job killed by a time limit or preemption resumes when rerun (`--resume auto`) from its state
+# under results/resume/ (Snakemake deletes a failed job's outputs, so the state is kept apart);
+# wakd removes the state when the run ends, and refuses a state left by other options.
 
 
 rule train_teacher:
@@ -27,9 +30,10 @@ rule train_teacher:
         code=lambda wc: code("train", wc.trainset),
         args=lambda wc: training("train", wc.trainset, "teacher"),
         out_dir=subpath(output.best, parent=True),
+        state="results/resume/{trainset}/teacher",
     shell:
         "{params.launch} --log-file {log} train {params.args} --clusters {input.clusters} "
-        "--threads {threads} --out-dir {params.out_dir}"
+        "--threads {threads} --out-dir {params.out_dir} --state-dir {params.state} --resume auto"
 
 
 # The ablation student (`nokd`): the same options, no distillation.
@@ -60,6 +64,8 @@ rule distill_student:
         code=lambda wc: code("distill", wc.trainset),
         args=lambda wc: training("distill", wc.trainset, "student", **NO_KD[wc.variant]),
         out_dir=subpath(output.best, parent=True),
+        state="results/resume/{trainset}/student_{variant}",
     shell:
         "{params.launch} --log-file {log} distill {params.args} --clusters {input.clusters} "
-        "--teacher {input.teacher} --threads {threads} --out-dir {params.out_dir}"
+        "--teacher {input.teacher} --threads {threads} --out-dir {params.out_dir} "
+        "--state-dir {params.state} --resume auto"
