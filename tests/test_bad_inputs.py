@@ -246,6 +246,11 @@ CASES = [
     ("extract-corrupt-image", ["extract", "--arch", "resnet18", "--num-clusters", "8", "--dataset", "folder",
                                "--root", "{corrupt}", "--workers", "1", "--precise-bn", "0", "--out", "{out}"],
      "@9@0@@.jpg", "{out}"),
+    # outputs where no file can be written: below a file
+    ("evaluate-out-below-file", ["evaluate", "--descriptors", "{desc}", "--model", "m", "--out",
+                                 "{notes}/notes.txt/r.csv"], "notes.txt", None),
+    ("log-file-below-file", ["--log-file", "{notes}/notes.txt/w.log", "evaluate", "--descriptors", "{desc}",
+                             "--model", "m", "--out", "{out}"], "notes.txt", "{out}"),
     # fingerprint
     ("fingerprint-stage", ["fingerprint", "training"], "training", None),
 ]

@@ -100,7 +100,10 @@ def parse_options(command: str, argv: list[str]):
 
 # OS errors that are the input's or the machine's, not wakd's: reported in one line, exit status 2.
 USER_OS_ERRORS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EACCES: "permission denied",
-                  errno.EPERM: "permission denied", errno.EROFS: "read-only file system"}
+                  errno.EPERM: "permission denied", errno.EROFS: "read-only file system",
+                  errno.ENOTDIR: "not a folder", errno.EISDIR: "a folder, not a file",
+                  errno.EEXIST: "exists and is not a folder", errno.ENOENT: "no such file or folder",
+                  errno.ENAMETOOLONG: "file name too long"}
 
 
 def _one_line(exc: BaseException) -> str:
@@ -124,10 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser(argv).parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return exc.code
-    setup_logging(args.verbose, args.log_file)
-    log.debug("wakd %s: %s", __version__, " ".join(argv))
     signal.signal(signal.SIGTERM, _terminate)
     try:
+        setup_logging(args.verbose, args.log_file)
+        log.debug("wakd %s: %s", __version__, " ".join(argv))
         args.func(from_args(args.config, args))
     except WakdError as exc:
         error, message = exc, _one_line(exc)
