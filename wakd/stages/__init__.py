@@ -25,6 +25,7 @@ summarize            :mod:`.summarize`         combined table, Recall@N figure
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -39,7 +40,8 @@ class Command:
     function: str = "run"
     stage: str | None = None
 
-    def load(self) -> tuple[type, callable]:
+    def load(self) -> tuple[type, Callable]:
+        """(the options dataclass, the function running the command), importing only this module."""
         mod = importlib.import_module(self.module)
         return getattr(mod, self.config), getattr(mod, self.function)
 
