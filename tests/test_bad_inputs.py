@@ -163,7 +163,7 @@ CASES = [
     ("inspect-dataset", ["data", "inspect", "--dataset", "pitts31k"], "--dataset", None),
     ("inspect-root", ["data", "inspect", "--dataset", "synthetic", "--root", "{d}/nowhere", "--out", "{out}"],
      "nowhere", "{out}"),
-    ("inspect-split", ["data", "inspect", "--dataset", "synthetic", "--split", "dev"], "--split", None),
+    ("inspect-split", ["data", "inspect", "--dataset", "synthetic", "--split", "dev"], "'dev'", None),
     # synth
     ("synth-overwrite-foreign", ["synth", "--out", "{notes}", "--preset", "tiny", "--overwrite"], "notes", None),
     ("synth-nonempty", ["synth", "--out", "{notes}", "--preset", "tiny"], "--overwrite", None),

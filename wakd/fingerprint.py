@@ -48,7 +48,10 @@ def _imported(path: Path, package_dir: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        elif isinstance(node, ast.ImportFrom) and node.level > 0:
+            raise WakdError(f"{path}: relative import at line {node.lineno}; wakd modules import absolutely, so "
+                            "that code fingerprints can follow them")
+        elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
             # "from wakd.models import attention" imports a submodule
             names.update(f"{node.module}.{a.name}" for a in node.names

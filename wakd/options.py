@@ -189,14 +189,14 @@ class DataOptions(Options):
     """Which dataset split a stage reads."""
 
     dataset: str = option(help="dataset", choices=DATASETS)
-    split: str = option("test", "train, val or test", choices=("train", "val", "test"))
+    split: str = option("test", "train, val or test (a folder dataset: any images/<split>/ folder)")
     root: str = option(DEFAULT_DATA_ROOT, "data root for pitts*/tokyo* (holding pitts/raw, tokyo/raw); the "
                                           f"dataset folder for folder/synthetic (default: {DEFAULT_DATA_ROOT})")
 
 
 @dataclass(kw_only=True)
 class TrainSplit(DataOptions):
-    split: str = option("train", "train, val or test", choices=("train", "val", "test"))
+    split: str = option("train", "train, val or test (a folder dataset: any images/<split>/ folder)")
 
 
 @dataclass(kw_only=True)

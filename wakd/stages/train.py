@@ -24,6 +24,7 @@ One loop serves the teacher here and the student later (distillation plugs in it
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import math
@@ -79,7 +80,7 @@ class TrainConfig(NetOptions, TrainSplit, RunOptions):
                                          "keeps it apart from the outputs, which Snakemake deletes when a job "
                                          "fails", record=False)
     overwrite: bool = option(False, "start over in an --out-dir that holds a run", record=False)
-    val_split: str = option("val", "split validating each epoch", choices=("train", "val", "test"))
+    val_split: str = option("val", "split validating each epoch")
     epochs: int = option(5, low=1)
     loss: str = option("triplet", LOSS_HELP, choices=LOSS_NAMES)
     margin: float | None = option(None, "triplet margin (default: sqrt(0.1) for triplet, 0.1 for triplet_sq)", low=0)
@@ -221,7 +222,8 @@ def _checkpoint(model, opt, sched, epoch, best, best_epoch, hard_negs, cfg, hist
     return {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "epoch": epoch, "best_metric": best, "best_epoch": best_epoch,
             "hard_negatives": torch.from_numpy(hard_negs.copy()), "torch_rng": torch.get_rng_state(),
-            "config": {**cfg.record(), "arch_kwargs": cfg.arch_kwargs}, "provenance": run_info(cfg.record(), cfg.seed),
+            "config": {**cfg.record(), "arch_kwargs": cfg.arch_kwargs, "inputs": input_identity(cfg)},
+            "provenance": run_info(cfg.record(), cfg.seed),
             "history": history}
 
 
@@ -262,13 +264,23 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
     cfg.precision = resolve_precision(device, cfg.precision)
     step_losses = objective(device) if objective is not None else RankingObjective(cfg)
     out, state = Path(cfg.out_dir), Path(cfg.state_dir or cfg.out_dir)
-    if str(resume) == "auto":  # the interrupted run of these options, if there is one
+    separate = state.resolve() != out.resolve()
+    ck = None
+    if str(resume) == "auto":  # the interrupted run of these options and inputs, if there is one
         resume = state / "checkpoint.pth.tar" if (state / "checkpoint.pth.tar").exists() else None
+        try:
+            ck = _read_resume(resume, cfg) if resume else None
+        except WakdError as exc:  # another run's state (options, inputs or code changed): start over
+            log.warning("--resume auto: %s; starting over", exc)
+            resume = None
         log.info("--resume auto: %s", f"continuing {resume}" if resume else "no interrupted run, starting")
+    elif resume:
+        ck = _read_resume(resume, cfg)
     if not resume and (out / "checkpoint.pth.tar").exists() and not cfg.overwrite:
         raise WakdError(f"--out-dir {out}: holds a run already (checkpoint.pth.tar); continue it with --resume "
                         f"{out / 'checkpoint.pth.tar'}, or start over with --overwrite")
-    ck = _read_resume(resume, cfg) if resume else None
+    if not resume and separate and rank == 0:
+        _clear_state(state)  # a stale state must not be resumed after this run is killed
     ds = load_dataset(cfg.dataset, cfg.split, cfg.root)
     val = load_dataset(cfg.dataset, cfg.val_split, cfg.root) if rank == 0 else None
     if val is not None and not any(len(p) for p in val.positives()):
@@ -308,8 +320,10 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         state.mkdir(parents=True, exist_ok=True)
-        if ck is not None and state != out and not (out / "model_best.pth.tar").exists():
-            shutil.copy2(state / "model_best.pth.tar", out / "model_best.pth.tar")  # outputs deleted by a failure
+        kept_best = Path(resume).parent / "model_best.pth.tar" if resume else None
+        if kept_best is not None and kept_best.exists() and not (out / "model_best.pth.tar").exists():
+            with atomic_path(out / "model_best.pth.tar") as tmp:  # the outputs were deleted by a failure
+                shutil.copy2(kept_best, tmp)
 
     for epoch in range(start, cfg.epochs):
         rng = _seed_epoch(cfg.seed, epoch)
@@ -375,27 +389,52 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
             if metric > best:
                 best, best_epoch = metric, epoch
             ck = _checkpoint(model, opt, sched, epoch, best, best_epoch, hard_negs, cfg, history)
-            if state != out:  # the resumable state first (its checkpoint last: it marks the state complete)
+            if separate:  # the resumable state first (its checkpoint last: it marks the state complete)
                 if best_epoch == epoch:
                     _save(ck, state / "model_best.pth.tar")
                 _write_history(state / "steps.csv", steps)
                 _save(ck, state / "checkpoint.pth.tar")
-            if best_epoch == epoch:
-                _save(ck, out / "model_best.pth.tar")
-            _write_history(out / "history.csv", history)
-            _write_history(out / "steps.csv", steps)
-            _save(ck, out / "checkpoint.pth.tar")  # last: a resumed run finds everything it names
+            _write_outputs(out, ck, history, steps, best_epoch == epoch)
         if world > 1:
             dist.barrier()
     if world > 1:
         dist.destroy_process_group()
-    if rank == 0 and state != out:  # finished: the outputs hold everything, the state is no longer needed
-        shutil.rmtree(state, ignore_errors=True)
+    if rank == 0 and ck is not None and start >= cfg.epochs:  # resumed with nothing left to train
+        _write_outputs(out, ck, history, steps, best_epoch == ck["epoch"])
+    if rank == 0 and separate:  # finished: the outputs hold everything, the state is no longer needed
+        _clear_state(state)
     return history[-1] if history else {}
 
 
-# Options a resumed run may change: where and how fast it runs, and how long.
-RESUMABLE_CHANGES = frozenset({"epochs", "threads", "workers", "device", "out_dir", "root", "state_dir"})
+# Options a resumed run may change: where and how fast it runs, and how long (a requeued job may land
+# on a node whose CPU resolves `--precision auto` differently).
+RESUMABLE_CHANGES = frozenset({"epochs", "threads", "workers", "device", "out_dir", "root", "state_dir",
+                               "precision"})
+STATE_FILES = ("checkpoint.pth.tar", "model_best.pth.tar", "steps.csv")
+
+
+def _write_outputs(out: Path, ck: dict, history: list[dict], steps: list[dict], best: bool) -> None:
+    """An epoch's outputs; the checkpoint last, so a resumed run finds everything it names."""
+    if best:
+        _save(ck, out / "model_best.pth.tar")
+    _write_history(out / "history.csv", history)
+    _write_history(out / "steps.csv", steps)
+    _save(ck, out / "checkpoint.pth.tar")
+
+
+def _clear_state(state: Path) -> None:
+    """Remove the files of a resumable state (only those wakd writes there) and the folder if empty."""
+    for name in STATE_FILES:
+        (state / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        state.rmdir()
+
+
+def input_identity(cfg: TrainConfig) -> dict[str, list[int]]:
+    """Size and modification time of the input files a run reads (NetVLAD centres, weights, teacher),
+    so that a state is not resumed over inputs rebuilt since (e.g. a retrained teacher)."""
+    files = {k: getattr(cfg, k, None) for k in ("clusters", "weights", "teacher")}
+    return {k: [os.stat(v).st_size, os.stat(v).st_mtime_ns] for k, v in files.items() if v and os.path.isfile(v)}
 
 
 def _read_resume(path: str | os.PathLike, cfg: TrainConfig) -> dict:
@@ -415,7 +454,7 @@ def _read_resume(path: str | os.PathLike, cfg: TrainConfig) -> dict:
     if not isinstance(ck, dict) or any(k not in ck for k in keys):
         raise WakdError(f"--resume {path}: not a checkpoint of 'wakd train' / 'wakd distill' (expected entries "
                         f"{', '.join(keys)})")
-    saved, now = ck["config"], {**cfg.record(), "arch_kwargs": cfg.arch_kwargs}
+    saved, now = ck["config"], {**cfg.record(), "arch_kwargs": cfg.arch_kwargs, "inputs": input_identity(cfg)}
     changed = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in now.items()
                if k not in RESUMABLE_CHANGES and k in saved and saved[k] != v]
     if changed:
