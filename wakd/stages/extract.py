@@ -23,7 +23,7 @@ from wakd.models.bn import DEFAULT_IMAGES
 from wakd.options import DataOptions, NetOptions, RunOptions, option
 from wakd.utils import WakdError, atomic_path
 
-if TYPE_CHECKING:  # torch is imported only when extracting: evaluation reads these files without it
+if TYPE_CHECKING:  # annotations only: torch itself comes with wakd.models.bn
     import torch
 
 log = logging.getLogger(__name__)
