@@ -98,6 +98,14 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / ".test/config/config.yaml"
 
 
+def slurm_cluster_possible() -> bool:
+    """Whether tests/test_slurm.py can bring up its one-node cluster here (Linux, root, apt-get)."""
+    import shutil
+    import sys
+
+    return sys.platform == "linux" and os.geteuid() == 0 and bool(shutil.which("apt-get"))
+
+
 def tiny_workflow_config() -> dict:
     """The tiny pipeline's config, ``.test/config/config.yaml``, as a fresh dict the caller may change."""
     import yaml

@@ -207,6 +207,14 @@ CASES = [
     net_case("extract-checkpoint-truncated", "extract", ["--checkpoint", "{truncated}"], "truncated.pth.tar"),
     net_case("extract-dtype", "extract", ["--dtype", "float64"], "--dtype"),
     net_case("extract-device", "extract", ["--device", "tpu"], "tpu"),
+    net_case("extract-shard-text", "extract", ["--shard", "2of3"], "--shard"),
+    net_case("extract-shard-range", "extract", ["--shard", "4/3"], "--shard"),
+    net_case("extract-shard-zero", "extract", ["--shard", "0/3"], "--shard"),
+    net_case("extract-shard-many", "extract", ["--shard", "1/9999"], "at most"),
+    # gather
+    ("gather-missing", ["gather", "--shards", "{d}/none.hdf5", "--out", "{out}"], "none.hdf5", "{out}"),
+    ("gather-text", ["gather", "--shards", "{text}", "--out", "{out}"], "text.hdf5", "{out}"),
+    ("gather-not-a-shard", ["gather", "--shards", "{desc}", "--out", "{out}"], "good.hdf5", "{out}"),
     # evaluate
     eval_case("evaluate-missing", "{d}/none.hdf5", [], "none.hdf5"),
     eval_case("evaluate-text", "{text}", [], "text.hdf5"),
@@ -282,7 +290,7 @@ def test_bad_input_is_refused_in_one_line(case, files, tmp_path, capsys):
 def test_the_catalogue_is_large():
     assert len(CASES) >= 50
     commands = {c[1][0] for c in CASES}
-    assert {"data", "synth", "baseline", "cluster", "pca", "extract", "evaluate", "summarize", "train",
+    assert {"data", "synth", "baseline", "cluster", "pca", "extract", "gather", "evaluate", "summarize", "train",
             "distill", "fingerprint"} <= commands
 
 

@@ -85,3 +85,28 @@ def test_profile_slurm_resolves_from_the_repository_root(tmp_path):
         out = res.stdout + res.stderr
         assert res.returncode == 0, out[-3000:]
         assert f"Using profile {profile}" in out and "train_teacher" in out
+
+
+def test_sharded_extraction_and_own_photo_index_plan(tmp_path):
+    """`shards: {synthetic: 3}` plans 3 `extract_shard` jobs and one `gather` per descriptor file (no
+    `extract`); `results/index/city.h5` plans indexing the city's photos with the distilled student;
+    an index name missing from the config stops the plan naming it."""
+    cfg = tiny_workflow_config()
+    cfg["shards"] = {"synthetic": 3}
+    repo = workflow_copy(tmp_path / "repo", cfg)
+    res = _run("snakemake", "-n", "-p", "--cores", "2", "--configfile", "config/tiny.yaml", cwd=repo)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-4000:]
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:", 1)[1], flags=re.M))
+    assert jobs["extract_shard"] == "12" and jobs["gather"] == "4" and "extract" not in jobs
+    assert "--shard 3/3 --out results/descriptors/shards/student_kd_synthetic_test.3-of-3.hdf5" in out
+
+    res = _run("snakemake", "-n", "-p", "--cores", "2", "results/index/city.h5", "--configfile", "config/tiny.yaml",
+               cwd=repo)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-4000:]
+    assert re.search(r"wakd --log-file results/logs/index_city.log index --images resources/synthetic/tiny-seed0/raw/"
+                     r"images .*--checkpoint results/train/synthetic/student_kd/model_best.pth.tar", out), out[-3000:]
+    res = _run("snakemake", "-n", "--cores", "2", "results/index/mine.h5", "--configfile", "config/tiny.yaml",
+               cwd=repo)
+    assert res.returncode != 0 and "no `index: mine:` entry" in res.stdout + res.stderr

@@ -11,6 +11,11 @@ Layout (one file per model x dataset x split)::
     /queries/conditions    [Nq]    day / sunset / night (only where known)
     attrs: dataset, split, pos_dist_thr, train_pos_dist_thr, dim, dtype, precision, model (JSON),
            provenance (JSON), base_dir (the folder relative image paths start from)
+    group attrs: start (the group's first row in the split), total (the split's rows)
+
+A *shard* (``wakd extract --shard I/N``) has the same layout over its rows only, ``start`` saying
+where they go, and the attribute ``shard`` = ``"I/N"``; :func:`gather` joins the N shards into the
+file an unsharded run writes (same rows, paths, positions and descriptors, bit for bit).
 """
 
 from __future__ import annotations
@@ -72,6 +77,136 @@ def read_ground_truth(path: str | os.PathLike) -> PlaceDataset:
             )
         except ValueError as exc:  # utm of the wrong shape
             raise WakdError(f"{path}: {exc}") from None
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"2/4"`` -> ``(2, 4)``: part I (1-based) of N."""
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise WakdError(f"--shard {text!r}: expected I/N, e.g. 2/4 (part 2 of 4)") from None
+    if not 1 <= index <= count:
+        raise WakdError(f"--shard {text!r}: expected 1 <= I <= N")
+    return index, count
+
+
+def shard_rows(num_db: int, num_q: int, db_batch: int, q_batch: int, index: int,
+               count: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The database and query rows ``[start, stop)`` of shard ``index`` of ``count``.
+
+    The split's batches (database batches, then query batches, as an unsharded run makes them) are
+    cut into ``count`` contiguous runs of near-equal length, so a shard's batches are exactly those
+    of the unsharded run: the descriptors cannot differ by batch composition.
+
+    Raises:
+        WakdError: more shards than batches.
+    """
+    nb_db, nb_q = -(-num_db // db_batch), -(-num_q // q_batch)
+    total = nb_db + nb_q
+    if count > total:
+        raise WakdError(f"--shard {index}/{count}: the split has only {total} batches ({num_db} database and "
+                        f"{num_q} query images); expected at most {total} shards")
+    first, last = total * (index - 1) // count, total * index // count  # batches [first, last)
+
+    def rows(lo: int, hi: int, batch: int, n: int) -> tuple[int, int]:
+        lo, hi = max(lo, 0), max(hi, 0)
+        return min(lo * batch, n), min(hi * batch, n)
+
+    return rows(first, min(last, nb_db), db_batch, num_db), rows(first - nb_db, last - nb_db, q_batch, num_q)
+
+
+def descriptor_chunks(rows: int, dim: int) -> tuple[int, int]:
+    """HDF5 chunk shape of a descriptor matrix: whole rows, about 4 MiB (fp32) per chunk."""
+    return max(1, min(rows, 2**22 // (dim * 4))), dim
+
+
+#: the datasets of a group copied row for row by :func:`gather` (descriptors are copied in blocks)
+ROW_DATASETS = ("paths", "utm", "yaw", "conditions")
+#: file attributes that may differ between the shards of one extraction
+SHARD_OWN = ("shard", "provenance", "base_dir")
+
+
+def gather(shards: list[str | os.PathLike], out_file: h5py.File, block: int = 65536) -> dict:
+    """Join the shards of one extraction into ``out_file`` (open for writing).
+
+    Checks that the files are shards 1..N of one N, of the same dataset, split, model, precision and
+    stored dtype, and that each group's rows are covered once and in order. Descriptors are copied
+    ``block`` rows at a time, so memory stays small however large the split. Returns the counts.
+
+    Raises:
+        WakdError: a missing file, a file that is not a shard, or shards that do not fit together.
+    """
+    files = []
+    try:
+        for path in shards:
+            require_file(path, "a descriptor shard (wakd extract --shard I/N)")
+            try:
+                files.append(h5py.File(path, "r"))
+            except OSError as exc:
+                raise WakdError(f"{path}: not a readable descriptor HDF5 file ({exc})") from None
+        order = _check_shards(shards, files)
+        first = files[order[0]]
+        out_file.attrs.update({k: v for k, v in first.attrs.items() if k != "shard"})
+        counts = {}
+        for group in ("db", "queries"):
+            total, dim = int(first[group].attrs["total"]), int(first.attrs["dim"])
+            g = out_file.create_group(group)
+            g.attrs.update({"start": 0, "total": total})
+            for name in ROW_DATASETS:
+                if name in first[group]:
+                    parts = [files[i][f"{group}/{name}"][:] for i in order]
+                    kw = {"dtype": STR} if first[f"{group}/{name}"].dtype.kind == "O" else {}
+                    g.create_dataset(name, data=np.concatenate(parts), **kw)
+            dset = g.create_dataset("descriptors", shape=(total, dim), dtype=first[f"{group}/descriptors"].dtype,
+                                    chunks=descriptor_chunks(total, dim))
+            for i in order:
+                src, start = files[i][f"{group}/descriptors"], int(files[i][group].attrs["start"])
+                for lo in range(0, len(src), block):
+                    part = src[lo:lo + block]
+                    dset[start + lo:start + lo + len(part)] = part
+            counts[group] = total
+        return counts
+    finally:
+        for f in files:
+            f.close()
+
+
+def _check_shards(paths: list, files: list[h5py.File]) -> list[int]:
+    """The shards' order 1..N, or a WakdError naming the file that does not fit."""
+    index = {}
+    for path, f in zip(paths, files):
+        shard = str(f.attrs.get("shard", ""))
+        if not shard:
+            raise WakdError(f"{path}: not a shard (no 'shard' attribute); expected files of 'wakd extract --shard'")
+        i, n = parse_shard(shard)
+        if i in index:
+            raise WakdError(f"{path}: shard {shard} given twice (also {paths[index[i]]})")
+        index[i] = len(index)
+        if n != len(files):
+            raise WakdError(f"{path}: shard {shard} of {n}, but {len(files)} files given; expected all {n} shards")
+    order = [index[i] for i in sorted(index)]
+    first = files[order[0]]
+    for path, f in zip(paths, files):
+        for key in set(first.attrs) | set(f.attrs):
+            if key not in SHARD_OWN and str(first.attrs.get(key)) != str(f.attrs.get(key)):
+                raise WakdError(f"{path}: attribute {key!r} is {f.attrs.get(key)!r}, but {paths[order[0]]} has "
+                                f"{first.attrs.get(key)!r}; expected shards of one extraction")
+    for group in ("db", "queries"):
+        expected = 0
+        for i in order:
+            g = files[i].get(group)
+            if g is None or "descriptors" not in g or "start" not in g.attrs:
+                raise WakdError(f"{paths[i]}: missing /{group}/descriptors or its 'start'; expected a descriptor "
+                                "shard (wakd extract --shard)")
+            start, rows = int(g.attrs["start"]), len(g["descriptors"])
+            if start != expected or len(g["paths"]) != rows:
+                raise WakdError(f"{paths[i]}: /{group} holds rows {start}..{start + rows} ({len(g['paths'])} paths); "
+                                f"expected rows from {expected} on")
+            expected += rows
+        total = int(first[group].attrs["total"])
+        if expected != total:
+            raise WakdError(f"{paths[order[-1]]}: the shards hold {expected} /{group} rows; expected {total}")
+    return order
 
 
 def resolve(paths: list[str], base: str) -> list[str]:

@@ -31,21 +31,30 @@ _ALIASES = (("base_model.base.", "backbone.features."), ("base_model.", "backbon
             ("encoder.", "backbone.features."))
 
 
+def load_trusted(path: str | os.PathLike, what: str = "a plain state dict of tensors") -> object:
+    """``torch.load(path, weights_only=True)`` on the CPU: tensors and plain values only, never
+    arbitrary pickled objects.
+
+    Raises:
+        WakdError: missing file, or refused content (naming the first line of torch's reason).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WakdError(f"{path}: no such file; expected {what}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WakdError(f"{path}: refused: not {what} (torch.load with weights_only=True failed: {first})") from None
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a tensor state dict from ``path`` without unpickling arbitrary objects.
 
     Raises:
         WakdError: missing file, refused content, or no state dict inside.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise WakdError(f"{path}: weights file not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WakdError(f"{path}: refused: not a plain state dict of tensors (torch.load with "
-                        f"weights_only=True failed: {first})") from None
+    obj = load_trusted(path, "a plain state dict of tensors")
     if isinstance(obj, dict):
         for key in ("state_dict", "model", "model_state_dict"):
             if key in obj and isinstance(obj[key], dict):

@@ -17,8 +17,12 @@ train                :mod:`.train`             teacher checkpoints, history
 distill              :mod:`.distill`           student checkpoints, history, steps
 pca                  :mod:`.pca`               PCA whitening (HDF5)
 extract              :mod:`.extract`           descriptors (HDF5, :mod:`wakd.descriptors`)
+gather               :mod:`.gather`            descriptors joined from ``extract --shard``
 evaluate             :mod:`.evaluate`          Recall@N table, predictions, figure
 summarize            :mod:`.summarize`         combined table, Recall@N figure
+index                :mod:`.index`             an index of anyone's photos (:mod:`wakd.index`)
+query                :mod:`.query`             the index's closest photos to query images
+export               :mod:`.export`            the network as ONNX / TorchScript
 ===================  ========================  ===========================================
 """
 
@@ -56,8 +60,12 @@ COMMANDS: tuple[Command, ...] = (
     Command("distill", "wakd.stages.distill", "DistillConfig", stage="distill"),
     Command("pca", "wakd.stages.pca", "PcaConfig", stage="pca"),
     Command("extract", "wakd.stages.extract", "ExtractConfig", stage="extract"),
+    Command("gather", "wakd.stages.gather", "GatherConfig", stage="gather"),
     Command("evaluate", "wakd.stages.evaluate", "EvaluateConfig", stage="evaluate"),
     Command("summarize", "wakd.stages.summarize", "SummarizeConfig", stage="summarize"),
+    Command("index", "wakd.stages.index", "IndexConfig", stage="index"),
+    Command("query", "wakd.stages.query", "QueryConfig"),
+    Command("export", "wakd.stages.export", "ExportConfig"),
     Command("fingerprint", "wakd.fingerprint", "FingerprintConfig"),
 )
 

@@ -2,7 +2,9 @@
 
 The file's layout is :mod:`wakd.descriptors`. Rows are written batch by batch as the model produces
 them, so memory does not grow with the dataset; the file is written under a temporary name and
-renamed when complete.
+renamed when complete. ``--shard I/N`` describes one of N contiguous parts of the split (cut on the
+batch grid, so every batch is the one an unsharded run makes) and ``wakd gather`` joins the parts
+into the file one job would have written (:func:`wakd.descriptors.shard_rows`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import h5py
 import numpy as np
 
 from wakd.data.base import PlaceDataset
-from wakd.descriptors import STR
+from wakd.descriptors import STR, descriptor_chunks, parse_shard, shard_rows
 from wakd.models.bn import DEFAULT_IMAGES
 from wakd.options import DataOptions, NetOptions, RunOptions, option
 from wakd.utils import WakdError, atomic_path
@@ -42,6 +44,10 @@ class ExtractConfig(NetOptions, DataOptions, RunOptions):
     checkpoint: str | None = option(None, "full-model checkpoint (wakd or OpenIBL)")
     pca: str | None = option(None, "PCA-whitening HDF5 from 'wakd pca' (applied after NetVLAD, then L2)")
     dtype: str = option("float16", "stored precision", choices=("float16", "float32"))
+    shard: tuple[int, int] | None = option(None, "describe only part I of N of the split's database and queries "
+                                                 "(contiguous, cut on the batch grid); 'wakd gather' joins the N "
+                                                 "files into the one an unsharded run writes", parse=parse_shard,
+                                           metavar="I/N")
     precise_bn: int = option(DEFAULT_IMAGES, "without --checkpoint (a network as initialised): re-estimate "
                                              "BatchNorm statistics over N training database images first, as "
                                              "'wakd cluster' does (0: off)", low=0, metavar="N")
@@ -66,12 +72,13 @@ def run(cfg: ExtractConfig) -> dict:
                               pretrained=bool(cfg.weights), batch_size=max(cfg.batch_size, 16), **look)
     ds = load_dataset(cfg.dataset, cfg.split, cfg.root)
     return extract(model, ds, cfg.out, device, dtype=cfg.dtype, batch_size=cfg.batch_size, model_info=spec,
-                   attrs=provenance_attrs(cfg), **look)
+                   attrs=provenance_attrs(cfg), shard=cfg.shard, **look)
 
 
 def extract(model: torch.nn.Module, ds: PlaceDataset, out: str | os.PathLike, device: torch.device,
             dtype: str = "float16", batch_size: int = 16, workers: int = 2, precision: str = "auto",
-            size: tuple[int, int] | None = None, model_info: dict | None = None, attrs: dict | None = None) -> dict:
+            size: tuple[int, int] | None = None, model_info: dict | None = None, attrs: dict | None = None,
+            shard: tuple[int, int] | None = None) -> dict:
     """Describe every database and query image of ``ds`` and write the descriptor file.
 
     Args:
@@ -86,6 +93,8 @@ def extract(model: torch.nn.Module, ds: PlaceDataset, out: str | os.PathLike, de
         size: resize all images to (H, W); default: the dataset's own rule.
         model_info: what the model is (recorded in the file's attributes).
         attrs: more attributes of the file (provenance).
+        shard: ``(I, N)``: describe only part I (1-based) of N of the database and queries, each
+            group's rows from ``start`` (a group attribute) on; ``wakd gather`` joins the parts.
 
     Returns:
         Counts and images per second.
@@ -94,39 +103,55 @@ def extract(model: torch.nn.Module, ds: PlaceDataset, out: str | os.PathLike, de
 
     if dtype not in ("float16", "float32"):
         raise WakdError(f"--dtype {dtype!r}: expected float16 or float32")
+    groups = {"db": (ds.db_paths, ds.db_utm, ds.db_yaw, None, None),
+              "queries": (ds.q_paths, ds.q_utm, ds.q_yaw, ds.q_conditions, None if size else ds.query_resize_shorter)}
+    batches = {g: batch_size if groups[g][4] is None else 1 for g in groups}
+    rows = {g: (0, len(groups[g][0])) for g in groups}
+    if shard is not None:
+        rows = dict(zip(groups, shard_rows(len(ds.db_paths), len(ds.q_paths), batches["db"], batches["queries"],
+                                           *shard)))
     stats = {}
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update({"dataset": ds.name, "split": ds.split, "pos_dist_thr": ds.pos_dist_thr,
                         "train_pos_dist_thr": ds.train_pos_dist_thr, "dtype": dtype, "precision": precision,
                         "model": json.dumps(model_info or {}), "base_dir": os.getcwd(), **(attrs or {})})
-        for group, paths, utm, yaw, shorter in (
-            ("db", ds.db_paths, ds.db_utm, ds.db_yaw, None),
-            ("queries", ds.q_paths, ds.q_utm, ds.q_yaw, None if size else ds.query_resize_shorter),
-        ):
+        if shard is not None:
+            f.attrs["shard"] = f"{shard[0]}/{shard[1]}"
+        empty = []
+        for group, (paths, utm, yaw, conditions, shorter) in groups.items():
+            start, stop = rows[group]
             g = f.create_group(group)
-            g.create_dataset("paths", data=np.asarray(paths, dtype=object), dtype=STR)
-            g.create_dataset("utm", data=utm)
+            g.attrs.update({"start": start, "total": len(paths)})
+            g.create_dataset("paths", data=np.asarray(paths[start:stop], dtype=object), dtype=STR)
+            g.create_dataset("utm", data=utm[start:stop])
             if yaw is not None:
-                g.create_dataset("yaw", data=yaw)
+                g.create_dataset("yaw", data=yaw[start:stop])
+            if conditions is not None:
+                g.create_dataset("conditions", data=np.asarray(conditions[start:stop], dtype=object), dtype=STR)
+            if start == stop and shard is not None:
+                empty.append(g)  # a shard may hold no rows of one group; its width is known from the other
+                continue
             t0 = time.perf_counter()
             dset = None
-            for idx, y in iter_images(lambda d: d, model, paths, device, batch_size=1 if shorter else batch_size,
+            for idx, y in iter_images(lambda d: d, model, paths[start:stop], device, batch_size=batches[group],
                                       workers=workers, precision=precision, size=size, shorter_side=shorter,
                                       desc=f"extract {group}"):
                 if dset is None:
-                    _check_space(out, (ds.num_db + ds.num_queries) * y.shape[1] * np.dtype(dtype).itemsize)
-                    dset = g.create_dataset("descriptors", shape=(len(paths), y.shape[1]), dtype=dtype,
-                                            chunks=(min(len(paths), max(1, 2**22 // (y.shape[1] * 4))), y.shape[1]))
+                    _check_space(out, (rows["db"][1] - rows["db"][0] + rows["queries"][1] - rows["queries"][0])
+                                 * y.shape[1] * np.dtype(dtype).itemsize)
+                    dset = g.create_dataset("descriptors", shape=(stop - start, y.shape[1]), dtype=dtype,
+                                            chunks=descriptor_chunks(stop - start, y.shape[1]))
                     f.attrs["dim"] = y.shape[1]
                 dset[idx[0]:idx[-1] + 1] = y.astype(dtype)
             if dset is None:
                 raise WakdError(f"{ds.source}: no {group} images to describe")
             secs = time.perf_counter() - t0
-            stats[group] = {"images": len(paths), "seconds": round(secs, 2),
-                            "images_per_second": round(len(paths) / max(secs, 1e-9), 1)}
-            log.info("%s: %d images in %.1f s (%.1f img/s)", group, len(paths), secs, len(paths) / max(secs, 1e-9))
-        if ds.q_conditions is not None:
-            f["queries"].create_dataset("conditions", data=np.asarray(ds.q_conditions, dtype=object), dtype=STR)
+            stats[group] = {"images": stop - start, "seconds": round(secs, 2),
+                            "images_per_second": round((stop - start) / max(secs, 1e-9), 1)}
+            log.info("%s: %d images in %.1f s (%.1f img/s)", group, stop - start, secs,
+                     (stop - start) / max(secs, 1e-9))
+        for g in empty:
+            g.create_dataset("descriptors", shape=(0, int(f.attrs["dim"])), dtype=dtype)
     return stats
 
 

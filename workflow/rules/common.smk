@@ -220,6 +220,60 @@ def network_inputs(wc):
     return files
 
 
+def extract_options(wc, input):
+    """Options of `wakd extract` (and of each shard's job) for `model` on a dataset split."""
+    return options(
+        network(net(wc.dataset, MODELS[wc.model])),
+        reading(wc.dataset, wc.split),
+        running("extract", wc.dataset),
+        {"clusters": input.clusters, "checkpoint": input.checkpoint, "pca": input.pca},
+        dtype=config["evaluation"]["dtype"],
+    )
+
+
+def datasets_with_shards(least):
+    """Wildcard pattern of the datasets described by one job (`least` 1) or by shards (2)."""
+    names = [d for d, n in config["shards"].items() if (n > 1) == (least > 1)]
+    return "|".join(names) if names else "(?!)"
+
+
+def shard_files(wc):
+    """The shards that `gather` joins into one descriptor file."""
+    n = config["shards"][wc.dataset]
+    return [
+        f"results/descriptors/shards/{wc.model}_{wc.dataset}_{wc.split}.{i}-of-{n}.hdf5"
+        for i in range(1, n + 1)
+    ]
+
+
+def index_entry(name):
+    if name not in config["index"]:
+        raise WorkflowError(
+            f"results/index/{name}.h5: no `index: {name}:` entry in the config "
+            f"(configured: {', '.join(config['index']) or 'none'})"
+        )
+    return config["index"][name]
+
+
+def index_images(name):
+    """The photo folder of an `index:` entry ("{synthetic}": the embedded city's folder)."""
+    return index_entry(name)["images"].replace("{synthetic}", SYNTH_DIR)
+
+
+def index_inputs(wc):
+    """Indexing own photos: the folder (or the city that holds it), positions, the trained network."""
+    entry = index_entry(wc.name)
+    folder = index_images(wc.name)
+    train_on = "synthetic" if entry["setup"] == "synthetic" else BENCHMARK_TRAIN
+    inside_city = Path(SYNTH_DIR) in (Path(folder), *Path(folder).parents)
+    return {
+        "images": SYNTH_DIR if inside_city else folder,
+        "positions": entry["positions"] or [],
+        "checkpoint": checkpoint_path(train_on, entry["model"]),
+        "pca": pca_path(train_on, entry["model"]) or [],
+    }
+
+
 def model_label(dataset, model):
     return f"{model}-{net(dataset, MODELS[model])['arch']}"
 

@@ -20,6 +20,8 @@ rule baseline_synthetic:
         "wakd --log-file {log} baseline {params.args} --out {output.csv}"
 
 
+# Descriptors of a split: one `extract` job, or (config `shards: {dataset: N}`, N > 1) N
+# `extract_shard` jobs, each describing a contiguous part on its own GPU(s), joined by `gather`.
 rule extract:
     input:
         unpack(network_inputs),
@@ -29,6 +31,8 @@ rule extract:
         "results/logs/extract_{model}_{dataset}_{split}.log",
     benchmark:
         "results/benchmarks/extract_{model}_{dataset}_{split}.tsv"
+    wildcard_constraints:
+        dataset=datasets_with_shards(1),
     conda:
         "../envs/wakd.yaml"
     threads: 4
@@ -38,17 +42,60 @@ rule extract:
         mem_mb=4000,
     params:
         code=lambda wc: code("extract", wc.dataset),
-        args=lambda wc, input: options(
-            network(net(wc.dataset, MODELS[wc.model])),
-            reading(wc.dataset, wc.split),
-            running("extract", wc.dataset),
-            clusters=input.clusters,
-            checkpoint=input.checkpoint,
-            pca=input.pca,
-            dtype=config["evaluation"]["dtype"],
-        ),
+        args=extract_options,
     shell:
         "wakd --log-file {log} extract {params.args} --out {output}"
+
+
+rule extract_shard:
+    input:
+        unpack(network_inputs),
+    output:
+        temp(
+            "results/descriptors/shards/{model}_{dataset}_{split}.{shard}-of-{shards}.hdf5"
+        ),
+    log:
+        "results/logs/extract_{model}_{dataset}_{split}.{shard}-of-{shards}.log",
+    benchmark:
+        "results/benchmarks/extract_{model}_{dataset}_{split}.{shard}-of-{shards}.tsv"
+    wildcard_constraints:
+        shard=r"\d+",
+        shards=r"\d+",
+    conda:
+        "../envs/wakd.yaml"
+    threads: 4
+    resources:
+        gpu=gpus("extract"),
+        runtime=30,
+        mem_mb=4000,
+    params:
+        code=lambda wc: code("extract", wc.dataset),
+        args=extract_options,
+    shell:
+        "wakd --log-file {log} extract {params.args} --shard {wildcards.shard}/{wildcards.shards} "
+        "--out {output}"
+
+
+rule gather:
+    input:
+        shard_files,
+    output:
+        "results/descriptors/{model}_{dataset}_{split}.hdf5",
+    log:
+        "results/logs/gather_{model}_{dataset}_{split}.log",
+    benchmark:
+        "results/benchmarks/gather_{model}_{dataset}_{split}.tsv"
+    wildcard_constraints:
+        dataset=datasets_with_shards(2),
+    conda:
+        "../envs/wakd.yaml"
+    resources:
+        runtime=30,
+        mem_mb=2000,
+    params:
+        code=code("gather"),
+    shell:
+        "wakd --log-file {log} gather --shards {input} --out {output}"
 
 
 rule pca:
@@ -111,3 +158,33 @@ rule evaluate:
     shell:
         "wakd --log-file {log} evaluate --descriptors {input} {params.args} --out {output.csv} "
         "--predictions {output.predictions} --figure {output.figure}"
+
+
+# Own photos: an index built with a trained network (config `index:`), for `wakd query`.
+rule index:
+    input:
+        unpack(index_inputs),
+    output:
+        "results/index/{name}.h5",
+    log:
+        "results/logs/index_{name}.log",
+    benchmark:
+        "results/benchmarks/index_{name}.tsv"
+    conda:
+        "../envs/wakd.yaml"
+    threads: 4
+    resources:
+        gpu=gpus("extract"),
+        runtime=60,
+        mem_mb=4000,
+    params:
+        code=code("index"),
+        args=lambda wc, input: options(
+            {"images": index_images(wc.name), "positions": input.positions},
+            {"checkpoint": input.checkpoint, "pca": input.pca},
+            device="auto" if gpus("extract") else "cpu",
+            precision=config["precision"],
+            workers=config["loader_workers"],
+        ),
+    shell:
+        "wakd --log-file {log} index {params.args} --out {output}"

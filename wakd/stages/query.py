@@ -1,0 +1,132 @@
+"""``wakd query``: the closest photos of an index to each query image.
+
+The query images are described by the network the index was built with (its checkpoint and PCA,
+checked by SHA-256), searched exactly (inner product of L2-normalised descriptors, faiss), and
+printed as a table or JSON: rank, path, score, position, distance to the best match's position and,
+when the query's own position is in its file name (``@east@north@``), distance to the query.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from wakd.options import PRECISIONS, Options, option
+from wakd.utils import WakdError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class QueryConfig(Options):
+    """top-k matches of query photos in an index
+
+    Describe each query image with the index's network and print its top-k database images (path,
+    similarity, position, distance to the best match and to the query where known).
+    """
+
+    images: tuple[str, ...] = option(help="query image files", positional=True)
+    index: str = option(help="index file of 'wakd index'")
+    top_k: int = option(5, "matches per query", low=1)
+    json: bool = option(False, "print JSON instead of a table")
+    figure: str | None = option(None, "write each query beside its matches to this PNG")
+    checkpoint: str | None = option(None, "the index's checkpoint, when it has moved (its SHA-256 must match)")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    precision: str = option("fp32", "autocast: fp32, bf16 or auto (use what the index used)", choices=PRECISIONS)
+
+
+def run(cfg: QueryConfig) -> list[dict]:
+    """Print (and return) the matches of every query."""
+    from wakd.device import resolve_device
+    from wakd.index import Index, distance_m, position_from_name
+    from wakd.inference import describe, load_model
+    from wakd.search import knn
+
+    index = Index(cfg.index)
+    ckpt = cfg.checkpoint or str(index.attrs.get("checkpoint", ""))
+    if not ckpt or not Path(ckpt).is_file():
+        raise WakdError(f"{cfg.index}: its checkpoint {ckpt or '(none recorded)'} is not there; give --checkpoint")
+    pca = str(index.attrs.get("pca", "")) or None
+    model = load_model(ckpt, pca, device=resolve_device(cfg.device))
+    if model.info["checkpoint_sha256"] != index.attrs.get("checkpoint_sha256"):
+        raise WakdError(f"--checkpoint {ckpt}: not the checkpoint {cfg.index} was built with (SHA-256 differs); "
+                        "expected the same network for queries and database")
+    for path in cfg.images:
+        if not Path(path).is_file():
+            raise WakdError(f"{path}: no such query image")
+    queries = describe(model, list(cfg.images), precision=cfg.precision)
+    scores, ids = knn(index.descriptors, queries, cfg.top_k)
+    results = []
+    for q, path in enumerate(cfg.images):
+        here = position_from_name(path) if index.kind == "utm" else None
+        best = index.coords[ids[q, 0]]
+        matches = []
+        for rank, (i, s) in enumerate(zip(ids[q], scores[q]), start=1):
+            pos = index.coords[i]
+            known = bool(np.isfinite(pos).all())
+            row = {"rank": rank, "path": index.paths[i], "score": round(float(s), 4),
+                   "position": [float(v) for v in pos] if known else None,
+                   "to_best_m": _metres(distance_m(pos, best, index.kind)) if known else None}
+            if here is not None:
+                row["to_query_m"] = _metres(distance_m(pos, here, index.kind)) if known else None
+            matches.append(row)
+        results.append({"query": path, "position": list(here) if here else None, "matches": matches})
+    print(json.dumps(results, indent=2) if cfg.json else _table(results, index.kind))
+    if cfg.figure:
+        _figure(results, cfg.figure)
+    return results
+
+
+def _metres(d: float) -> float | None:
+    d = float(d)
+    return round(d, 1) if math.isfinite(d) else None
+
+
+def _table(results: list[dict], kind: str) -> str:
+    import pandas as pd
+
+    rows = []
+    for r in results:
+        for m in r["matches"]:
+            pos = m["position"]
+            rows.append({"query": Path(r["query"]).name, "rank": m["rank"], "score": m["score"],
+                         ("lat, lon" if kind == "latlon" else "east, north"):
+                             f"{pos[0]:.6f}, {pos[1]:.6f}" if pos and kind == "latlon" else
+                             (f"{pos[0]:.1f}, {pos[1]:.1f}" if pos else "-"),
+                         "to best (m)": "-" if m["to_best_m"] is None else m["to_best_m"],
+                         **({"to query (m)": "-" if m["to_query_m"] is None else m["to_query_m"]}
+                            if "to_query_m" in m else {}),
+                         "path": m["path"]})
+    return pd.DataFrame(rows).to_string(index=False)
+
+
+def _figure(results: list[dict], out: str) -> None:
+    """One row per query: the query, then its matches with their scores."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from wakd.utils import atomic_path
+
+    k = max(len(r["matches"]) for r in results)
+    fig, axes = plt.subplots(len(results), k + 1, figsize=(2.2 * (k + 1), 1.9 * len(results)), squeeze=False)
+    for row, r in zip(axes, results):
+        for ax in row:
+            ax.axis("off")
+        row[0].imshow(Image.open(r["query"]).convert("RGB"))
+        row[0].set_title(f"query {Path(r['query']).name}"[:28], fontsize=7)
+        for ax, m in zip(row[1:], r["matches"]):
+            ax.imshow(Image.open(m["path"]).convert("RGB"))
+            extra = f", {m['to_query_m']:.0f} m" if m.get("to_query_m") is not None else ""
+            ax.set_title(f"#{m['rank']} {m['score']:.3f}{extra}", fontsize=7)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
