@@ -83,6 +83,20 @@ def pitts_root(tmp_path):
     return make_pitts_root(tmp_path / "data")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def precision_cache(tmp_path_factory):
+    """`--precision auto` measurements go to a cache of this test session (and its subprocesses),
+    not to the user's ~/.cache/wakd."""
+    folder = tmp_path_factory.mktemp("wakd-cache")
+    old = os.environ.get("WAKD_CACHE")
+    os.environ["WAKD_CACHE"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("WAKD_CACHE", None)
+    else:
+        os.environ["WAKD_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def tiny_city(tmp_path_factory):
     """The ``tiny`` synthetic city, rendered once per test session."""

@@ -34,7 +34,7 @@ def iter_images(fn: Callable[[torch.Tensor], torch.Tensor], model: torch.nn.Modu
     ``batch_size=1``.
     """
     model = prepare(model, device).eval()
-    precision = resolve_precision(device, precision)
+    precision = resolve_precision(device, precision, model=model, size=size)
     loader = image_loader(paths, batch_size, workers, size=size, shorter_side=shorter_side,
                           pin_memory=device.type == "cuda")
     with tqdm(total=len(paths), unit="img", desc=desc, mininterval=2.0) as bar:

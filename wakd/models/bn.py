@@ -71,7 +71,7 @@ def recalibrate_bn(model: nn.Module, paths: Sequence[str], device: torch.device,
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average over the batches below
         m.train()
-    precision = resolve_precision(device, precision)
+    precision = resolve_precision(device, precision, model=model, size=size)
     try:
         # whole batches only: a last batch of one image would give a degenerate variance estimate
         loader = image_loader(list(paths), max(2, batch_size), workers, size=size, pin_memory=device.type == "cuda")

@@ -91,6 +91,7 @@ def run(cfg: ClusterConfig) -> dict:
     else:
         log.warning("%s: no weights file given, clustering features of a randomly initialised backbone", cfg.arch)
     dev = resolve_device(cfg.device)
+    cfg.precision = resolve_precision(dev, cfg.precision, model=backbone, size=cfg.size)
     look = {"workers": cfg.workers, "precision": cfg.precision, "size": cfg.size}
     if wants_precise_bn(backbone, cfg.precise_bn, pretrained=bool(cfg.weights), what=f"{cfg.arch} backbone"):
         recalibrate_bn(prepare(backbone, dev), paths[:cfg.precise_bn], dev, batch_size=max(cfg.batch_size, 16),
@@ -103,7 +104,7 @@ def run(cfg: ClusterConfig) -> dict:
             f.create_dataset("centroids", data=centroids.astype(np.float32))
             f.attrs.update({"arch": cfg.arch, "dataset": cfg.dataset, "split": cfg.split, "num_images": len(paths),
                             "per_image": cfg.per_image, "seed": cfg.seed, "weights": str(cfg.weights or ""),
-                            "precise_bn": cfg.precise_bn, "precision": resolve_precision(dev, cfg.precision),
+                            "precise_bn": cfg.precise_bn, "precision": cfg.precision,
                             **provenance_attrs(cfg)})
     log.info("wrote %s: %d descriptors of dim %d, %d centroids", cfg.out, *desc.shape, cfg.num_clusters)
     return {"descriptors": int(len(desc)), "dim": int(desc.shape[1]), "images": len(paths)}

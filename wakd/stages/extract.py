@@ -56,7 +56,7 @@ class ExtractConfig(NetOptions, DataOptions, RunOptions):
 def run(cfg: ExtractConfig) -> dict:
     """Build the network of ``cfg`` and describe the split into ``cfg.out``."""
     from wakd.data import load_dataset
-    from wakd.device import resolve_device
+    from wakd.device import resolve_device, resolve_precision
     from wakd.models.build import build_embednet
     from wakd.provenance import provenance_attrs
     from wakd.utils import seed_everything
@@ -66,6 +66,7 @@ def run(cfg: ExtractConfig) -> dict:
             "checkpoint": cfg.checkpoint, "pca": cfg.pca, **cfg.arch_kwargs}
     model = build_embednet(**spec)
     device = resolve_device(cfg.device)
+    cfg.precision = resolve_precision(device, cfg.precision, model=model, size=cfg.size)
     look = {"workers": cfg.workers, "precision": cfg.precision, "size": cfg.size}
     if not cfg.checkpoint:
         calibrate_initialised(model, cfg.dataset, cfg.root, device, cfg.precise_bn, cfg.seed,
@@ -99,10 +100,12 @@ def extract(model: torch.nn.Module, ds: PlaceDataset, out: str | os.PathLike, de
     Returns:
         Counts and images per second.
     """
+    from wakd.device import resolve_precision
     from wakd.features import iter_images
 
     if dtype not in ("float16", "float32"):
         raise WakdError(f"--dtype {dtype!r}: expected float16 or float32")
+    precision = resolve_precision(device, precision, model=model, size=size)  # recorded as chosen
     groups = {"db": (ds.db_paths, ds.db_utm, ds.db_yaw, None, None),
               "queries": (ds.q_paths, ds.q_utm, ds.q_yaw, ds.q_conditions, None if size else ds.query_resize_shorter)}
     batches = {g: batch_size if groups[g][4] is None else 1 for g in groups}

@@ -32,7 +32,7 @@ class PcaConfig(NetOptions, TrainSplit, RunOptions):
 def run(cfg: PcaConfig) -> dict:
     """Describe the sampled images, fit the whitening and write it to ``cfg.out``."""
     from wakd.data import load_dataset
-    from wakd.device import resolve_device
+    from wakd.device import resolve_device, resolve_precision
     from wakd.features import describe_images, sample_paths
     from wakd.models.build import build_embednet
     from wakd.models.pca import fit_pca, save_pca
@@ -49,6 +49,7 @@ def run(cfg: PcaConfig) -> dict:
         raise WakdError(f"--dim {cfg.dim}: {len(paths)} images of {model.out_dim}-d descriptors give at most {most} "
                         "components; use more --num-images or a smaller --dim")
     device = resolve_device(cfg.device)
+    cfg.precision = resolve_precision(device, cfg.precision, model=model, size=cfg.size)
     x = describe_images(model, paths, device, batch_size=cfg.batch_size, workers=cfg.workers,
                         precision=cfg.precision, size=cfg.size)
     mean, comps, var = fit_pca(x, cfg.dim, device=device)

@@ -261,7 +261,6 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
             torch.cuda.set_device(device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    cfg.precision = resolve_precision(device, cfg.precision)
     step_losses = objective(device) if objective is not None else RankingObjective(cfg)
     out, state = Path(cfg.out_dir), Path(cfg.state_dir or cfg.out_dir)
     separate = state.resolve() != out.resolve()
@@ -314,6 +313,9 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
         hard_negs, history = ck["hard_negatives"].numpy().copy(), ck["history"]
         steps = _read_steps(Path(resume).parent / "steps.csv", before_epoch=start)
         log.info("resumed from %s at epoch %d", resume, start)
+    # one process: `auto` timed for this network (every rank of a DDP run must agree: there, by the device)
+    cfg.precision = resolve_precision(device, cfg.precision, model=model if world == 1 else None, size=cfg.size,
+                                      train=True)
     model = prepare(model, device)
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                                     else None) if world > 1 else model
