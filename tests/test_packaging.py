@@ -43,7 +43,8 @@ def test_runtime_dependencies_cover_the_field():
     assert "snakemake" not in names  # the library runs without it; the pipeline is the workflow extra
     extras = project["optional-dependencies"]
     assert {"snakemake", "pygments"} <= set(_reqs(extras["workflow"]))
-    assert "wakd[workflow]" in extras["test"]
+    assert "wakd[workflow,onnx]" in extras["test"]  # the tests export to ONNX and run it
+    assert {"onnx", "onnxruntime"} <= set(_reqs(extras["onnx"]))
     assert {"pytest", "snakemake-executor-plugin-slurm", "snakefmt"} <= set(_reqs(extras["test"]))
     assert _name(extras["gpu"][0]) == "faiss-gpu"
     assert project["scripts"]["wakd"] == "wakd.cli:main"

@@ -69,7 +69,7 @@ def test_gathered_shards_equal_one_extraction_bit_for_bit(sharded):
     assert {k: v for k, v in attrs.items() if k != "provenance"} == {
         **{k: v for k, v in whole_attrs.items() if k != "provenance"},
         "extract_provenance": attrs["extract_provenance"], "shards": attrs["shards"]}
-    assert json.loads(attrs["extract_provenance"])["config"]["shard"] == [1, 3]
+    assert [r["config"]["shard"] for r in json.loads(attrs["extract_provenance"])] == [[1, 3], [2, 3], [3, 3]]
     assert len(json.loads(attrs["shards"])) == 3
     # every shard holds a part: the shards' rows add up, each a different part
     rows = []
@@ -94,6 +94,13 @@ def test_gather_refuses_shards_that_do_not_fit(sharded, tmp_path, capsys):
             src.copy(src[key], dst, key)
         dst.attrs.update({**src.attrs, "model": json.dumps({"arch": "resnet18"})})
     cases.append(([d / "part1.hdf5", d / "part2.hdf5", other], "other.hdf5: attribute 'model'"))
+    short = tmp_path / "short.hdf5"  # a shard that lost its query yaws
+    with h5py.File(d / "part3.hdf5") as src, h5py.File(short, "w") as dst:
+        for key in src:
+            src.copy(src[key], dst, key)
+        dst.attrs.update(src.attrs)
+        del dst["queries/yaw"]
+    cases.append(([d / "part1.hdf5", d / "part2.hdf5", short], "short.hdf5: /queries holds conditions, paths, utm"))
     for shards, needle in cases:
         rc = main(["gather", "--shards", *map(str, shards), "--out", str(out)])
         err = capsys.readouterr().err

@@ -178,7 +178,10 @@ def _check_shards(paths: list, files: list[h5py.File]) -> list[int]:
         shard = str(f.attrs.get("shard", ""))
         if not shard:
             raise WakdError(f"{path}: not a shard (no 'shard' attribute); expected files of 'wakd extract --shard'")
-        i, n = parse_shard(shard)
+        try:
+            i, n = parse_shard(shard)
+        except WakdError:
+            raise WakdError(f"{path}: shard attribute {shard!r}; expected I/N") from None
         if i in index:
             raise WakdError(f"{path}: shard {shard} given twice (also {paths[index[i]]})")
         index[i] = len(index)
@@ -191,17 +194,26 @@ def _check_shards(paths: list, files: list[h5py.File]) -> list[int]:
             if key not in SHARD_OWN and str(first.attrs.get(key)) != str(f.attrs.get(key)):
                 raise WakdError(f"{path}: attribute {key!r} is {f.attrs.get(key)!r}, but {paths[order[0]]} has "
                                 f"{first.attrs.get(key)!r}; expected shards of one extraction")
+    if "dim" not in first.attrs:
+        raise WakdError(f"{paths[order[0]]}: no 'dim' attribute; expected a descriptor shard (wakd extract --shard)")
     for group in ("db", "queries"):
         expected = 0
+        names = None
         for i in order:
             g = files[i].get(group)
-            if g is None or "descriptors" not in g or "start" not in g.attrs:
-                raise WakdError(f"{paths[i]}: missing /{group}/descriptors or its 'start'; expected a descriptor "
-                                "shard (wakd extract --shard)")
+            if g is None or "descriptors" not in g or "paths" not in g or not {"start", "total"} <= set(g.attrs):
+                raise WakdError(f"{paths[i]}: missing /{group}/descriptors, /{group}/paths or their 'start'/'total'; "
+                                "expected a descriptor shard (wakd extract --shard)")
+            here = sorted(n for n in ROW_DATASETS if n in g)
+            if names is not None and here != names:
+                raise WakdError(f"{paths[i]}: /{group} holds {', '.join(here)}, {paths[order[0]]} holds "
+                                f"{', '.join(names)}; expected shards of one extraction")
+            names = here
             start, rows = int(g.attrs["start"]), len(g["descriptors"])
-            if start != expected or len(g["paths"]) != rows:
-                raise WakdError(f"{paths[i]}: /{group} holds rows {start}..{start + rows} ({len(g['paths'])} paths); "
-                                f"expected rows from {expected} on")
+            if start != expected or any(len(g[n]) != rows for n in here):
+                raise WakdError(f"{paths[i]}: /{group} holds rows {start}..{start + rows} "
+                                f"({', '.join(f'{len(g[n])} {n}' for n in here)}); expected rows from {expected} on, "
+                                "one of each per descriptor")
             expected += rows
         total = int(first[group].attrs["total"])
         if expected != total:

@@ -6,8 +6,10 @@ Layout (HDF5, one file)::
     /paths        [N]    image paths relative to the index file's folder
     /coords       [N, 2] positions (NaN where unknown): UTM east, north (coords = "utm") or
                          latitude, longitude in degrees (coords = "latlon")
-    attrs: coords, dim, size, checkpoint, checkpoint_sha256, pca, pca_sha256, images (the folder,
-           relative to the index), model (JSON), provenance (JSON)
+    /stamps       [N, 2] int64 file size and modification time (ns) when described: a rerun
+                         describes again a file that changed
+    attrs: coords, dim, size, precision, checkpoint, checkpoint_sha256, pca, pca_sha256, images (the
+           folder, relative to the index), model (JSON), provenance (JSON)
 
 Positions come from gmberton's file names (``@UTM_east@UTM_north@zone@...@.jpg``, as in the VPR
 benchmark's datasets) or from a CSV ``image,east,north`` / ``image,lat,lon``.
@@ -57,7 +59,7 @@ def read_positions(path: str | os.PathLike) -> tuple[str, dict[str, tuple[float,
     """(``"utm"`` or ``"latlon"``, image -> position) from a CSV with columns image,east,north or
     image,lat,lon (``image``: a path relative to the images folder, or a file name)."""
     require_file(path, "a CSV of positions with columns image,east,north or image,lat,lon")
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
         reader = csv.DictReader(f)
         cols = [c.strip().lower() for c in reader.fieldnames or []]
         if "image" in cols and {"east", "north"} <= set(cols):
@@ -131,6 +133,7 @@ class Index:
                                            (None, None))
             rel = [p.decode() if isinstance(p, bytes) else str(p) for p in f["paths"][:]]
             self.coords = check_array(f["coords"][:], f"{path}: /coords", (len(rel), 2), finite=False)
+            self.stamps = f["stamps"][:] if "stamps" in f else np.full((len(rel), 2), -1, dtype=np.int64)
         if len(self.descriptors) != len(rel):
             raise WakdError(f"{path}: {len(self.descriptors)} descriptors for {len(rel)} paths; expected one each")
         self.relative = rel
@@ -138,7 +141,13 @@ class Index:
         self.kind = str(self.attrs.get("coords", ""))
 
 
-def write_index(out: Path, descriptors: np.ndarray, rel_paths: list[str], coords: np.ndarray,
+def file_stamp(path: str | os.PathLike) -> tuple[int, int]:
+    """(size, modification time in ns) of a file: what tells a changed photo from the described one."""
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
+def write_index(out: Path, descriptors: np.ndarray, rel_paths: list[str], coords: np.ndarray, stamps: np.ndarray,
                 attrs: dict) -> None:
     """Write an index file at ``out`` (a temporary path the caller renames)."""
     with h5py.File(out, "w") as f:
@@ -147,4 +156,5 @@ def write_index(out: Path, descriptors: np.ndarray, rel_paths: list[str], coords
                                  descriptors.shape[1]))
         f.create_dataset("paths", data=np.asarray(rel_paths, dtype=object), dtype=STR)
         f.create_dataset("coords", data=coords)
+        f.create_dataset("stamps", data=np.asarray(stamps, dtype=np.int64).reshape(-1, 2))
         f.attrs.update(attrs)

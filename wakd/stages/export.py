@@ -47,7 +47,7 @@ def run(cfg: ExportConfig) -> dict:
 
     from wakd.inference import load_model
     from wakd.provenance import run_info
-    from wakd.utils import atomic_path
+    from wakd.utils import atomic_outputs
 
     model = load_model(cfg.checkpoint, cfg.pca).to(memory_format=torch.contiguous_format).float().eval()
     size = cfg.size or (tuple(model.size) if model.size else None)
@@ -59,26 +59,26 @@ def run(cfg: ExportConfig) -> dict:
     with torch.inference_mode():
         expected = model(check).numpy()
     out = Path(cfg.out)
-    with atomic_path(out) as tmp:
+    # both files are renamed into place only after the check passed (atomic_outputs): a failed
+    # export leaves an earlier good one and its note as they were
+    with atomic_outputs(out, f"{out}.json") as (tmp, tmp_note):
         if cfg.format == "torchscript":
             got = _torchscript(model, example, check, tmp)
             runtime = "torch.jit"
         else:
             got, runtime = _onnx(model, example, check, tmp, cfg.opset)
-    diff = float(abs(got - expected).max()) if got is not None else None
-    note = {"format": cfg.format, "input": {"name": "images", "shape": ["batch", 3, *size], "dtype": "float32",
-                                            "layout": "NCHW", "range": "[0, 1] RGB",
-                                            "resize": f"{size[0]}x{size[1]} (height x width), bilinear",
-                                            "normalisation": "inside the graph (ImageNet mean/std)"},
-            "output": {"name": "descriptors", "shape": ["batch", model.dim], "l2_normalised": True},
-            "model": model.info, "check": {"runtime": runtime, "batch": 3, "max_abs_diff": diff},
-            "provenance": run_info(cfg.record(), None)}
-    if diff is not None and diff > cfg.tolerance:
-        out.unlink()
-        raise WakdError(f"--out {out}: the export differs from PyTorch by {diff:.2e} (> --tolerance "
-                        f"{cfg.tolerance:g}) on random input; not written")
-    with atomic_path(f"{out}.json") as tmp:
-        tmp.write_text(json.dumps(note, indent=2, default=str) + "\n")
+        diff = float(abs(got - expected).max()) if got is not None else None
+        if diff is not None and diff > cfg.tolerance:
+            raise WakdError(f"--out {out}: the export differs from PyTorch by {diff:.2e} (> --tolerance "
+                            f"{cfg.tolerance:g}) on random input; not written")
+        note = {"format": cfg.format,
+                "input": {"name": "images", "shape": ["batch", 3, *size], "dtype": "float32", "layout": "NCHW",
+                          "range": "[0, 1] RGB", "resize": f"{size[0]}x{size[1]} (height x width), bilinear",
+                          "normalisation": "inside the graph (ImageNet mean/std)"},
+                "output": {"name": "descriptors", "shape": ["batch", model.dim], "l2_normalised": True},
+                "model": model.info, "check": {"runtime": runtime, "batch": 3, "max_abs_diff": diff},
+                "provenance": run_info(cfg.record(), None)}
+        tmp_note.write_text(json.dumps(note, indent=2, default=str) + "\n")
     print(f"{out}: {cfg.format}, input [batch, 3, {size[0]}, {size[1]}] RGB in [0, 1] -> [batch, {model.dim}]; "
           + (f"max abs difference to PyTorch {diff:.2e} ({runtime}, batch 3)" if diff is not None
              else "not checked: onnxruntime is not installed"))
@@ -110,9 +110,13 @@ def _onnx(model, example, check, tmp: Path, opset: int):
         raise WakdError("--format onnx: the onnx package is not installed; pip install -e '.[onnx]'") from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        import inspect
+
+        # the TorchScript-based exporter (torch >= 2.5 defaults to the dynamo one, which needs onnxscript)
+        legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
         torch.onnx.export(model, (example,), str(tmp), input_names=["images"], output_names=["descriptors"],
                           dynamic_axes={"images": {0: "batch"}, "descriptors": {0: "batch"}},
-                          opset_version=opset, dynamo=False)
+                          opset_version=opset, **legacy)
     try:
         import onnxruntime as ort
     except ImportError:

@@ -66,7 +66,9 @@ def run(cfg: ExtractConfig) -> dict:
             "checkpoint": cfg.checkpoint, "pca": cfg.pca, **cfg.arch_kwargs}
     model = build_embednet(**spec)
     device = resolve_device(cfg.device)
-    cfg.precision = resolve_precision(device, cfg.precision, model=model, size=cfg.size)
+    # a shard decides `auto` by the device alone: N jobs timing under each other's load could choose
+    # differently, and the shards of one file must share one precision (wakd gather checks it)
+    cfg.precision = resolve_precision(device, cfg.precision, model=None if cfg.shard else model, size=cfg.size)
     look = {"workers": cfg.workers, "precision": cfg.precision, "size": cfg.size}
     if not cfg.checkpoint:
         calibrate_initialised(model, cfg.dataset, cfg.root, device, cfg.precise_bn, cfg.seed,
@@ -105,7 +107,7 @@ def extract(model: torch.nn.Module, ds: PlaceDataset, out: str | os.PathLike, de
 
     if dtype not in ("float16", "float32"):
         raise WakdError(f"--dtype {dtype!r}: expected float16 or float32")
-    precision = resolve_precision(device, precision, model=model, size=size)  # recorded as chosen
+    precision = resolve_precision(device, precision, model=None if shard else model, size=size)  # as recorded
     groups = {"db": (ds.db_paths, ds.db_utm, ds.db_yaw, None, None),
               "queries": (ds.q_paths, ds.q_utm, ds.q_yaw, ds.q_conditions, None if size else ds.query_resize_shorter)}
     batches = {g: batch_size if groups[g][4] is None else 1 for g in groups}
@@ -131,7 +133,9 @@ def extract(model: torch.nn.Module, ds: PlaceDataset, out: str | os.PathLike, de
                 g.create_dataset("yaw", data=yaw[start:stop])
             if conditions is not None:
                 g.create_dataset("conditions", data=np.asarray(conditions[start:stop], dtype=object), dtype=STR)
-            if start == stop and shard is not None:
+            if not paths:
+                raise WakdError(f"{ds.source}: no {group} images to describe")
+            if start == stop:  # a shard may hold no rows of one group
                 empty.append(g)  # a shard may hold no rows of one group; its width is known from the other
                 continue
             t0 = time.perf_counter()

@@ -27,8 +27,8 @@ class GatherConfig(Options):
 
 
 def run(cfg: GatherConfig) -> dict:
-    """Write ``cfg.out`` from ``cfg.shards``; its provenance is this run's, with the shards' extraction
-    records kept under ``extract_provenance``."""
+    """Write ``cfg.out`` from ``cfg.shards``; its provenance is this run's, with every shard's extraction
+    record kept under ``extract_provenance`` (a JSON list, in shard order)."""
     import h5py
 
     from wakd.descriptors import gather
@@ -37,7 +37,12 @@ def run(cfg: GatherConfig) -> dict:
 
     with atomic_path(cfg.out) as tmp, h5py.File(tmp, "w") as f:
         counts = gather(list(cfg.shards), f)
-        f.attrs["extract_provenance"] = f.attrs["provenance"]
+        records = []
+        for path in cfg.shards:
+            with h5py.File(path, "r") as shard:
+                records.append((str(shard.attrs["shard"]), json.loads(str(shard.attrs.get("provenance", "{}")))))
+        records.sort(key=lambda r: int(r[0].split("/")[0]))
+        f.attrs["extract_provenance"] = json.dumps([r for _, r in records])
         f.attrs.update(provenance_attrs(cfg))
         f.attrs["shards"] = json.dumps(list(cfg.shards))
     return counts

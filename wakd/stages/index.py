@@ -47,8 +47,8 @@ def run(cfg: IndexConfig) -> dict:
     """Build or grow the index ``cfg.out``; return counts."""
     import h5py
 
-    from wakd.device import resolve_device
-    from wakd.index import find_images, positions_for, write_index
+    from wakd.device import resolve_device, resolve_precision
+    from wakd.index import file_stamp, find_images, positions_for, write_index
     from wakd.inference import iter_descriptors, load_model
     from wakd.provenance import provenance_attrs
     from wakd.utils import atomic_path
@@ -56,14 +56,17 @@ def run(cfg: IndexConfig) -> dict:
     out = Path(cfg.out)
     folder = Path(cfg.images)
     images = find_images(folder)
-    model = load_model(cfg.checkpoint, cfg.pca, device=resolve_device(cfg.device))
+    device = resolve_device(cfg.device)
+    model = load_model(cfg.checkpoint, cfg.pca, device=device)
+    cfg.precision = resolve_precision(device, cfg.precision, model=model, size=model.size)
     kind, coords = positions_for(images, folder, cfg.positions)
     base = out.resolve().parent
     rel = [os.path.relpath(p.resolve(), base) for p in images]
+    stamps = np.array([file_stamp(p) for p in images], dtype=np.int64)
 
     known: dict[str, np.ndarray] = {}
     if out.exists():
-        known = _reusable(out, model.info)
+        known = _reusable(out, model.info, cfg.precision, dict(zip(rel, map(tuple, stamps))))
     todo = [i for i, r in enumerate(rel) if r not in known]
     log.info("%d images in %s: %d already in %s, %d to describe", len(images), folder, len(images) - len(todo),
              out, len(todo))
@@ -77,13 +80,13 @@ def run(cfg: IndexConfig) -> dict:
     if not keep:
         raise WakdError(f"--images {folder}: none of the {len(images)} images could be read")
     desc = np.stack([rows[i] for i in keep]).astype(np.float32)
-    attrs = {"coords": kind, "dim": model.dim, "size": json.dumps(model.info["size"]),
+    attrs = {"coords": kind, "dim": model.dim, "size": json.dumps(model.info["size"]), "precision": cfg.precision,
              "checkpoint": model.info["checkpoint"], "checkpoint_sha256": model.info["checkpoint_sha256"],
              "pca": model.info["pca"], "pca_sha256": model.info["pca_sha256"],
              "images": os.path.relpath(folder.resolve(), base), "model": json.dumps(model.info),
              **provenance_attrs(cfg)}
     with atomic_path(out) as tmp:
-        write_index(tmp, desc, [rel[i] for i in keep], coords[keep], attrs)
+        write_index(tmp, desc, [rel[i] for i in keep], coords[keep], stamps[keep], attrs)
     with h5py.File(out) as f:  # what was written, read back
         written = len(f["paths"])
     described = len(todo) - len(skipped)
@@ -96,15 +99,17 @@ def run(cfg: IndexConfig) -> dict:
     return stats
 
 
-def _reusable(out: Path, info: dict) -> dict[str, np.ndarray]:
-    """Rows of an existing index made by the same network (checkpoint and PCA), by relative path;
-    empty (with a warning) when it was made by another."""
+def _reusable(out: Path, info: dict, precision: str, stamps: dict[str, tuple]) -> dict[str, np.ndarray]:
+    """Rows of an existing index that stay valid, by relative path: made by the same network
+    (checkpoint and PCA) in the same precision, of a file of the same size and modification time.
+    Empty (with a warning) when the network or precision differs."""
     from wakd.index import Index
 
     old = Index(out)
     same = (old.attrs.get("checkpoint_sha256") == info["checkpoint_sha256"]
-            and old.attrs.get("pca_sha256", "") == info["pca_sha256"])
+            and old.attrs.get("pca_sha256", "") == info["pca_sha256"]
+            and old.attrs.get("precision", precision) == precision)
     if not same:
-        log.warning("%s was built with another checkpoint or PCA; describing every image again", out)
+        log.warning("%s was built with another checkpoint, PCA or precision; describing every image again", out)
         return {}
-    return dict(zip(old.relative, old.descriptors))
+    return {r: d for r, d, s in zip(old.relative, old.descriptors, map(tuple, old.stamps)) if stamps.get(r) == s}

@@ -36,8 +36,10 @@ class QueryConfig(Options):
     json: bool = option(False, "print JSON instead of a table")
     figure: str | None = option(None, "write each query beside its matches to this PNG")
     checkpoint: str | None = option(None, "the index's checkpoint, when it has moved (its SHA-256 must match)")
+    pca: str | None = option(None, "the index's PCA file, when it has moved (its SHA-256 must match)")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
-    precision: str = option("fp32", "autocast: fp32, bf16 or auto (use what the index used)", choices=PRECISIONS)
+    precision: str | None = option(None, "autocast: fp32, bf16 or auto (default: what the index was built with)",
+                                   choices=PRECISIONS)
 
 
 def run(cfg: QueryConfig) -> list[dict]:
@@ -51,15 +53,19 @@ def run(cfg: QueryConfig) -> list[dict]:
     ckpt = cfg.checkpoint or str(index.attrs.get("checkpoint", ""))
     if not ckpt or not Path(ckpt).is_file():
         raise WakdError(f"{cfg.index}: its checkpoint {ckpt or '(none recorded)'} is not there; give --checkpoint")
-    pca = str(index.attrs.get("pca", "")) or None
+    pca = cfg.pca or str(index.attrs.get("pca", "")) or None
+    if pca and not Path(pca).is_file():
+        raise WakdError(f"{cfg.index}: its PCA file {pca} is not there; give --pca")
     model = load_model(ckpt, pca, device=resolve_device(cfg.device))
-    if model.info["checkpoint_sha256"] != index.attrs.get("checkpoint_sha256"):
-        raise WakdError(f"--checkpoint {ckpt}: not the checkpoint {cfg.index} was built with (SHA-256 differs); "
-                        "expected the same network for queries and database")
+    for what, path in (("checkpoint", ckpt), ("pca", pca)):
+        if model.info[f"{what}_sha256"] != index.attrs.get(f"{what}_sha256", ""):
+            raise WakdError(f"--{what} {path}: not the {what} file {cfg.index} was built with (SHA-256 differs); "
+                            "expected the same network for queries and database")
     for path in cfg.images:
         if not Path(path).is_file():
             raise WakdError(f"{path}: no such query image")
-    queries = describe(model, list(cfg.images), precision=cfg.precision)
+    precision = cfg.precision or str(index.attrs.get("precision", "fp32"))
+    queries = describe(model, list(cfg.images), precision=precision)
     scores, ids = knn(index.descriptors, queries, cfg.top_k)
     results = []
     for q, path in enumerate(cfg.images):
