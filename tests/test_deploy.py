@@ -202,3 +202,15 @@ def test_bad_checkpoints_are_one_line_errors(trained, photos, tmp_path, capsys):
     assert main(["index", "--checkpoint", str(trained), "--images", str(tmp_path / "nowhere"), "--out",
                  str(tmp_path / "i.h5")]) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_a_linked_photo_keeps_its_name(trained, photos, tmp_path):
+    """The index records the path in the user's folder, not where a symbolic link points."""
+    _, paths, _ = photos
+    folder = tmp_path / "links"
+    folder.mkdir()
+    (folder / "@1.0@2.0@17@T@@@@mine@@@@@@@@.jpg").symlink_to(paths[0])
+    assert main(["index", "--checkpoint", str(trained), "--images", str(folder), "--out", str(tmp_path / "l.h5"),
+                 "--workers", "0"]) == 0
+    idx = Index(tmp_path / "l.h5")
+    assert idx.relative == ["links/@1.0@2.0@17@T@@@@mine@@@@@@@@.jpg"] and idx.coords.tolist() == [[1.0, 2.0]]

@@ -60,8 +60,8 @@ def run(cfg: IndexConfig) -> dict:
     model = load_model(cfg.checkpoint, cfg.pca, device=device)
     cfg.precision = resolve_precision(device, cfg.precision, model=model, size=model.size)
     kind, coords = positions_for(images, folder, cfg.positions)
-    base = out.resolve().parent
-    rel = [os.path.relpath(p.resolve(), base) for p in images]
+    base = Path(os.path.abspath(out)).parent  # not resolved: a linked photo keeps its name in the folder
+    rel = [os.path.relpath(os.path.abspath(p), base) for p in images]
     stamps = np.array([file_stamp(p) for p in images], dtype=np.int64)
 
     known: dict[str, np.ndarray] = {}
@@ -83,7 +83,7 @@ def run(cfg: IndexConfig) -> dict:
     attrs = {"coords": kind, "dim": model.dim, "size": json.dumps(model.info["size"]), "precision": cfg.precision,
              "checkpoint": model.info["checkpoint"], "checkpoint_sha256": model.info["checkpoint_sha256"],
              "pca": model.info["pca"], "pca_sha256": model.info["pca_sha256"],
-             "images": os.path.relpath(folder.resolve(), base), "model": json.dumps(model.info),
+             "images": os.path.relpath(os.path.abspath(folder), base), "model": json.dumps(model.info),
              **provenance_attrs(cfg)}
     with atomic_path(out) as tmp:
         write_index(tmp, desc, [rel[i] for i in keep], coords[keep], stamps[keep], attrs)
