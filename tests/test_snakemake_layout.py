@@ -106,7 +106,9 @@ def test_sharded_extraction_and_own_photo_index_plan(tmp_path):
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-4000:]
     assert re.search(r"wakd --log-file results/logs/index_city.log index --images resources/synthetic/tiny-seed0/raw/"
-                     r"images .*--checkpoint results/train/synthetic/student_kd/model_best.pth.tar", out), out[-3000:]
+                     r"images --positions resources/synthetic/tiny-seed0/raw/synthetic_train_images.csv "
+                     r"\S+synthetic_val_images.csv \S+synthetic_test_images.csv "
+                     r".*--checkpoint results/train/synthetic/student_kd/model_best.pth.tar", out), out[-3000:]
     res = _run("snakemake", "-n", "--cores", "2", "results/index/mine.h5", "--configfile", "config/tiny.yaml",
                cwd=repo)
     assert res.returncode != 0 and "no `index: mine:` entry" in res.stdout + res.stderr

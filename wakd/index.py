@@ -56,14 +56,17 @@ def position_from_name(path: str | os.PathLike) -> tuple[float, float] | None:
 
 
 def read_positions(path: str | os.PathLike) -> tuple[str, dict[str, tuple[float, float]]]:
-    """(``"utm"`` or ``"latlon"``, image -> position) from a CSV with columns image,east,north or
-    image,lat,lon (``image``: a path relative to the images folder, or a file name)."""
+    """(``"utm"`` or ``"latlon"``, image -> position) from a CSV with columns image,east,north (or
+    image,easting,northing) or image,lat,lon (``image``: a path relative to the images folder, or a
+    file name)."""
     require_file(path, "a CSV of positions with columns image,east,north or image,lat,lon")
     with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
         reader = csv.DictReader(f)
         cols = [c.strip().lower() for c in reader.fieldnames or []]
         if "image" in cols and {"east", "north"} <= set(cols):
             kind, keys = "utm", ("east", "north")
+        elif "image" in cols and {"easting", "northing"} <= set(cols):  # the synthetic city's side tables
+            kind, keys = "utm", ("easting", "northing")
         elif "image" in cols and {"lat", "lon"} <= set(cols):
             kind, keys = "latlon", ("lat", "lon")
         else:
@@ -86,11 +89,19 @@ def read_positions(path: str | os.PathLike) -> tuple[str, dict[str, tuple[float,
     return kind, out
 
 
-def positions_for(images: list[Path], folder: Path, positions: str | os.PathLike | None) -> tuple[str, np.ndarray]:
-    """(coordinate kind, ``[N, 2]`` positions, NaN where unknown) of ``images``."""
+def positions_for(images: list[Path], folder: Path,
+                  positions: str | os.PathLike | tuple | list | None) -> tuple[str, np.ndarray]:
+    """(coordinate kind, ``[N, 2]`` positions, NaN where unknown) of ``images``, from one or more
+    CSVs (all UTM or all lat/lon) or, without, from the file names."""
     coords = np.full((len(images), 2), np.nan)
-    if positions:
-        kind, table = read_positions(positions)
+    files = [positions] if isinstance(positions, str | os.PathLike) else list(positions or [])
+    if files:
+        kind, table = read_positions(files[0])
+        for more in files[1:]:
+            other, rows = read_positions(more)
+            if other != kind:
+                raise WakdError(f"--positions {more}: {other} positions, but {files[0]} has {kind}; expected one kind")
+            table.update(rows)
         for i, p in enumerate(images):
             pos = table.get(p.relative_to(folder).as_posix(), table.get(p.name))
             if pos is not None:
@@ -137,7 +148,7 @@ class Index:
         if len(self.descriptors) != len(rel):
             raise WakdError(f"{path}: {len(self.descriptors)} descriptors for {len(rel)} paths; expected one each")
         self.relative = rel
-        self.paths = [str(self.path.parent / p) for p in rel]
+        self.paths = [os.path.normpath(self.path.parent / p) for p in rel]
         self.kind = str(self.attrs.get("coords", ""))
 
 

@@ -34,8 +34,9 @@ class IndexConfig(Options):
     checkpoint: str = option(help="model_best.pth.tar of 'wakd train' / 'wakd distill'")
     images: str = option(help="folder of photos (searched recursively for .jpg/.jpeg/.png)")
     out: str = option(help="index file to write (HDF5)")
-    positions: str | None = option(None, "CSV image,east,north or image,lat,lon (image: path relative to "
-                                         "--images, or file name); default: positions from '@east@north@' names")
+    positions: tuple[str, ...] = option((), "CSV(s) image,east,north or image,lat,lon (image: path relative to "
+                                            "--images, or file name); default: positions from '@east@north@' "
+                                            "names", metavar="CSV")
     pca: str | None = option(None, "PCA-whitening HDF5 of 'wakd pca' for this network")
     batch_size: int = option(32, "images per batch", low=1)
     workers: int = option(2, "data-loader processes", low=0)

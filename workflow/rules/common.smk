@@ -255,20 +255,25 @@ def index_entry(name):
     return config["index"][name]
 
 
-def index_images(name):
-    """The photo folder of an `index:` entry ("{synthetic}": the embedded city's folder)."""
-    return index_entry(name)["images"].replace("{synthetic}", SYNTH_DIR)
+def index_path(name, key):
+    """The path(s) of an `index:` entry ("{synthetic}": the embedded city's folder), as a list."""
+    value = index_entry(name)[key]
+    values = [value] if isinstance(value, str) else value
+    return [v.replace("{synthetic}", SYNTH_DIR) for v in values if v]
+
+
+def in_city(path):
+    return Path(SYNTH_DIR) in (Path(path), *Path(path).parents)
 
 
 def index_inputs(wc):
-    """Indexing own photos: the folder (or the city that holds it), positions, the trained network."""
+    """Indexing own photos: the folder and positions (or the city that holds them), the trained network."""
     entry = index_entry(wc.name)
-    folder = index_images(wc.name)
+    (folder,) = index_path(wc.name, "images")
     train_on = "synthetic" if entry["setup"] == "synthetic" else BENCHMARK_TRAIN
-    inside_city = Path(SYNTH_DIR) in (Path(folder), *Path(folder).parents)
     return {
-        "images": SYNTH_DIR if inside_city else folder,
-        "positions": entry["positions"] or [],
+        "images": SYNTH_DIR if in_city(folder) else folder,
+        "positions": [p for p in index_path(wc.name, "positions") if not in_city(p)],
         "checkpoint": checkpoint_path(train_on, entry["model"]),
         "pca": pca_path(train_on, entry["model"]) or [],
     }

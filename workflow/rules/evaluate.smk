@@ -180,7 +180,7 @@ rule index:
     params:
         code=code("index"),
         args=lambda wc, input: options(
-            {"images": index_images(wc.name), "positions": input.positions},
+            {k: index_path(wc.name, k) for k in ("images", "positions")},
             {"checkpoint": input.checkpoint, "pca": input.pca},
             device="auto" if gpus("extract") else "cpu",
             precision=config["precision"],
