@@ -135,8 +135,8 @@ def extract(model: torch.nn.Module, ds: PlaceDataset, out: str | os.PathLike, de
                 g.create_dataset("conditions", data=np.asarray(conditions[start:stop], dtype=object), dtype=STR)
             if not paths:
                 raise WakdError(f"{ds.source}: no {group} images to describe")
-            if start == stop:  # a shard may hold no rows of one group
-                empty.append(g)  # a shard may hold no rows of one group; its width is known from the other
+            if start == stop:  # a shard may hold no rows of one group; its width is known from the other
+                empty.append(g)
                 continue
             t0 = time.perf_counter()
             dset = None
