@@ -215,6 +215,19 @@ CASES = [
     ("gather-missing", ["gather", "--shards", "{d}/none.hdf5", "--out", "{out}"], "none.hdf5", "{out}"),
     ("gather-text", ["gather", "--shards", "{text}", "--out", "{out}"], "text.hdf5", "{out}"),
     ("gather-not-a-shard", ["gather", "--shards", "{desc}", "--out", "{out}"], "good.hdf5", "{out}"),
+    # own photos: index, query, export
+    ("index-images-missing", ["index", "--checkpoint", "{foreign_run}", "--images", "{d}/nowhere", "--out", "{out}"],
+     "nowhere", "{out}"),
+    ("index-checkpoint-pickle", ["index", "--checkpoint", "{evil}", "--images", "{city}", "--out", "{out}"],
+     "evil.pth", "{out}"),
+    ("index-checkpoint-foreign", ["index", "--checkpoint", "{foreign_run}", "--images", "{city}", "--out", "{out}"],
+     "foreign.pth.tar", "{out}"),
+    ("query-index-missing", ["query", "--index", "{d}/none.h5", "{d}/photo.jpg"], "none.h5", None),
+    ("query-index-text", ["query", "--index", "{text}", "{d}/photo.jpg"], "text.hdf5", None),
+    ("export-checkpoint-truncated", ["export", "--checkpoint", "{truncated}", "--format", "onnx", "--out", "{out}"],
+     "truncated.pth.tar", "{out}"),
+    ("export-format", ["export", "--checkpoint", "{foreign_run}", "--format", "tflite", "--out", "{out}"], "--format",
+     "{out}"),
     # evaluate
     eval_case("evaluate-missing", "{d}/none.hdf5", [], "none.hdf5"),
     eval_case("evaluate-text", "{text}", [], "text.hdf5"),
@@ -291,7 +304,7 @@ def test_the_catalogue_is_large():
     assert len(CASES) >= 50
     commands = {c[1][0] for c in CASES}
     assert {"data", "synth", "baseline", "cluster", "pca", "extract", "gather", "evaluate", "summarize", "train",
-            "distill", "fingerprint"} <= commands
+            "distill", "fingerprint", "index", "query", "export"} <= commands
 
 
 def test_full_disk_is_refused_before_extracting(tiny_city, tmp_path, monkeypatch, capsys):

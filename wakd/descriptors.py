@@ -20,6 +20,7 @@ file an unsharded run writes (same rows, paths, positions and descriptors, bit f
 
 from __future__ import annotations
 
+import json
 import os
 
 import h5py
@@ -131,7 +132,8 @@ def gather(shards: list[str | os.PathLike], out_file: h5py.File, block: int = 65
 
     Checks that the files are shards 1..N of one N, of the same dataset, split, model, precision and
     stored dtype, and that each group's rows are covered once and in order. Descriptors are copied
-    ``block`` rows at a time, so memory stays small however large the split. Returns the counts.
+    ``block`` rows at a time, so memory stays small however large the split; the shards' provenance
+    records go to ``extract_provenance`` (a JSON list in shard order). Returns the counts.
 
     Raises:
         WakdError: a missing file, a file that is not a shard, or shards that do not fit together.
@@ -147,6 +149,9 @@ def gather(shards: list[str | os.PathLike], out_file: h5py.File, block: int = 65
         order = _check_shards(shards, files)
         first = files[order[0]]
         out_file.attrs.update({k: v for k, v in first.attrs.items() if k != "shard"})
+        # every shard's extraction record, in shard order (the caller writes its own `provenance` over)
+        out_file.attrs["extract_provenance"] = json.dumps(
+            [json.loads(str(files[i].attrs.get("provenance", "{}"))) for i in order])
         counts = {}
         for group in ("db", "queries"):
             total, dim = int(first[group].attrs["total"]), int(first.attrs["dim"])

@@ -126,10 +126,9 @@ def measure_precision(model: torch.nn.Module, device: torch.device, size: tuple[
         log.info("precision auto -> %s (measured before on this machine: %s)", cache[key]["choice"],
                  ", ".join(f"{k} {v} ms" for k, v in cache[key]["ms"].items()))
         return cache[key]["choice"]
-    probe = copy.deepcopy(model).to(device=device, memory_format=torch.channels_last)
-    probe.train(train)
+    probe = prepare(copy.deepcopy(model), device).train(train)
     gen = torch.Generator().manual_seed(0)  # not the global generator: the run's random stream stays the same
-    x = torch.rand(batch, 3, *size, generator=gen).to(device).contiguous(memory_format=torch.channels_last)
+    x = to_input(torch.rand(batch, 3, *size, generator=gen), device)
     ms = {}
     for precision in ("fp32", "bf16"):
         if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():

@@ -25,7 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from wakd.descriptors import STR
+from wakd.descriptors import STR, descriptor_chunks
 from wakd.utils import WakdError, check_array, require_file
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -163,8 +163,7 @@ def write_index(out: Path, descriptors: np.ndarray, rel_paths: list[str], coords
     """Write an index file at ``out`` (a temporary path the caller renames)."""
     with h5py.File(out, "w") as f:
         f.create_dataset("descriptors", data=descriptors.astype(np.float16),
-                         chunks=(max(1, min(len(descriptors), 2**22 // (descriptors.shape[1] * 4))),
-                                 descriptors.shape[1]))
+                         chunks=descriptor_chunks(*descriptors.shape))
         f.create_dataset("paths", data=np.asarray(rel_paths, dtype=object), dtype=STR)
         f.create_dataset("coords", data=coords)
         f.create_dataset("stamps", data=np.asarray(stamps, dtype=np.int64).reshape(-1, 2))

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import functional as TF
 
 from wakd.data.base import DatasetError
-from wakd.data.images import load_image
+from wakd.data.images import load_image, resize_to
 from wakd.data.loader import IMAGENET_MEAN, IMAGENET_STD
 from wakd.models.backbones import create_model
 from wakd.models.netvlad import EmbedNet, NetVLAD
@@ -62,9 +62,7 @@ class DescriptorModel(torch.nn.Module):
     def preprocess(self, img: Image.Image) -> torch.Tensor:
         """An RGB PIL image -> ``[3, H, W]`` floats in [0, 1], resized as in training (bilinear)."""
         img = img.convert("RGB")
-        if self.size is not None:
-            img = img.resize((self.size[1], self.size[0]), resample=Image.BILINEAR)
-        return TF.to_tensor(img)
+        return TF.to_tensor(resize_to(img, self.size) if self.size is not None else img)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -139,7 +137,8 @@ def load_model(path: str | os.PathLike, pca: str | os.PathLike | None = None,
 
 
 class _Images(Dataset):
-    """Images (paths or PIL images) preprocessed for ``model``; an unreadable file gives ``ok=False``."""
+    """Images (paths or PIL images) preprocessed for ``model``, with their index and an error message
+    (empty when the image was read; an unreadable file gives a placeholder tensor and the message)."""
 
     def __init__(self, images: Sequence, model: DescriptorModel) -> None:
         self.images, self.preprocess = list(images), model.preprocess
@@ -163,10 +162,10 @@ def iter_descriptors(model: DescriptorModel, images: Sequence, batch_size: int =
     left out with ``skip_unreadable``, else raise a WakdError naming the file."""
     from tqdm import tqdm
 
-    from wakd.device import autocast, resolve_precision
+    from wakd.device import autocast, resolve_precision, to_input
 
     device = next(model.parameters()).device
-    precision = resolve_precision(device, precision)
+    precision = resolve_precision(device, precision, model=model, size=model.size)
     ds = _Images(images, model)
     loader = DataLoader(ds, batch_size=batch_size if model.size else 1, num_workers=workers,
                         pin_memory=device.type == "cuda")
@@ -181,9 +180,8 @@ def iter_descriptors(model: DescriptorModel, images: Sequence, batch_size: int =
             bar.update(len(idx))
             if not good:
                 continue
-            x = x[good].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             with autocast(device, precision):
-                y = model(x)
+                y = model(to_input(x[good], device))
             yield idx[good].numpy(), y.float().cpu().numpy()
 
 

@@ -26,6 +26,12 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise DatasetError(f"{path}: unreadable image ({exc})") from None
 
 
+def resize_to(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Resize to ``size`` = (height, width), bilinear: how every network stage resizes with ``--size``
+    (and :mod:`wakd.inference` at the checkpoint's size, so both describe an image alike)."""
+    return img.resize((size[1], size[0]), resample=Image.BILINEAR)
+
+
 def resize_shorter_side(img: Image.Image, shorter: int | None) -> Image.Image:
     """Resize so the shorter side has ``shorter`` pixels, keeping the aspect ratio (None: as is)."""
     if shorter is None:

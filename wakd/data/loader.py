@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import functional as TF
 
-from wakd.data.images import load_image, resize_shorter_side
+from wakd.data.images import load_image, resize_shorter_side, resize_to
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -33,7 +33,7 @@ class ImageList(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         img = load_image(self.paths[i])
         if self.size is not None:
-            img = img.resize((self.size[1], self.size[0]), resample=2)  # PIL.Image.BILINEAR
+            img = resize_to(img, self.size)
         else:
             img = resize_shorter_side(img, self.shorter_side)
         x = TF.normalize(TF.to_tensor(img), IMAGENET_MEAN, IMAGENET_STD)

@@ -37,12 +37,6 @@ def run(cfg: GatherConfig) -> dict:
 
     with atomic_path(cfg.out) as tmp, h5py.File(tmp, "w") as f:
         counts = gather(list(cfg.shards), f)
-        records = []
-        for path in cfg.shards:
-            with h5py.File(path, "r") as shard:
-                records.append((str(shard.attrs["shard"]), json.loads(str(shard.attrs.get("provenance", "{}")))))
-        records.sort(key=lambda r: int(r[0].split("/")[0]))
-        f.attrs["extract_provenance"] = json.dumps([r for _, r in records])
         f.attrs.update(provenance_attrs(cfg))
         f.attrs["shards"] = json.dumps(list(cfg.shards))
     return counts

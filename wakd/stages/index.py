@@ -46,8 +46,6 @@ class IndexConfig(Options):
 
 def run(cfg: IndexConfig) -> dict:
     """Build or grow the index ``cfg.out``; return counts."""
-    import h5py
-
     from wakd.device import resolve_device, resolve_precision
     from wakd.index import file_stamp, find_images, positions_for, write_index
     from wakd.inference import iter_descriptors, load_model
@@ -88,8 +86,7 @@ def run(cfg: IndexConfig) -> dict:
              **provenance_attrs(cfg)}
     with atomic_path(out) as tmp:
         write_index(tmp, desc, [rel[i] for i in keep], coords[keep], stamps[keep], attrs)
-    with h5py.File(out) as f:  # what was written, read back
-        written = len(f["paths"])
+    written = len(keep)
     described = len(todo) - len(skipped)
     stats = {"images": written, "described": described, "reused": written - described, "skipped": skipped,
              "with_position": int(np.isfinite(coords[keep]).all(axis=1).sum())}
