@@ -8,12 +8,22 @@ import pandas as pd
 import pytest
 import torch
 
+from wakd.data import load_dataset
 from wakd.models.attention import attention_map, channel_weights
 from wakd.models.build import build_embednet
 from wakd.stages.cluster import ClusterConfig
 from wakd.stages.cluster import run as run_cluster
-from wakd.stages.distill import DistillConfig, DistillObjective, distill, gram, kd_terms, load_teacher, soft_ranking_kd
-from wakd.stages.train import TrainConfig, train
+from wakd.stages.distill import (
+    DistillConfig,
+    DistillObjective,
+    TeacherCache,
+    distill,
+    gram,
+    kd_terms,
+    load_teacher,
+    soft_ranking_kd,
+)
+from wakd.stages.train import TrainConfig, TupleImages, train
 from wakd.utils import WakdError
 
 
@@ -199,6 +209,39 @@ def test_distill_run_writes_loadable_checkpoint_and_logs_terms(tiny_city, tmp_pa
     b = torch.load(tmp_path / "part/checkpoint.pth.tar", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert pd.read_csv(tmp_path / "part/steps.csv").equals(steps)
+
+
+def test_teacher_cache_gives_the_teachers_outputs(tiny_city, tmp_path, trained_teacher, student_clusters):
+    """The looked-up teacher outputs are the teacher's own on the same images, so a step's KD terms
+    are those of a step that runs the teacher; a cache over its memory budget is not made."""
+    ds = load_dataset("synthetic", "train", tiny_city)
+    cfg = _dcfg(tiny_city, tmp_path, student_clusters, trained_teacher, size=(64, 80))
+    teacher = load_teacher(trained_teacher)
+    cache = TeacherCache.build(teacher, ds, cfg, torch.device("cpu"))
+    assert cache.rows.shape[0] == ds.num_queries + ds.num_db and not teacher.training
+    tuples = [torch.tensor([3, 5, 7, 1]).numpy(), torch.tensor([0, 2, 4, 6]).numpy()]
+    items = [TupleImages(tuples, ds, cfg.size)[i] for i in range(2)]
+    x, ids = torch.cat([i[0] for i in items]), torch.cat([i[1] for i in items])
+    assert ids.tolist() == [3, 5 + ds.num_queries, 7 + ds.num_queries, 1 + ds.num_queries,
+                            0, 2 + ds.num_queries, 4 + ds.num_queries, 6 + ds.num_queries]
+    with torch.no_grad():
+        direct = teacher(x, return_features=True)
+    looked = cache.lookup(ids)
+    torch.testing.assert_close(looked["desc"], direct["desc"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(looked["vlad_intra"], direct["vlad_intra"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(looked["att"], attention_map(direct["features"]), rtol=1e-4, atol=1e-5)
+    student = build_embednet("mobilenetv3_small", 8, clusters=student_clusters).train()
+    cfg.soft_weight = 1.0
+    torch.manual_seed(0)
+    cached = DistillObjective(cfg, teacher, torch.device("cpu"), cache)(student, x, 2, 4, torch.device("cpu"), "fp32",
+                                                                        ids=ids)
+    torch.manual_seed(0)
+    run = DistillObjective(cfg, teacher, torch.device("cpu"))(student, x, 2, 4, torch.device("cpu"), "fp32", ids=ids)
+    assert set(cached) == set(run)
+    for k in run:
+        assert cached[k].item() == pytest.approx(run[k].item(), rel=1e-4, abs=1e-7), k
+    cfg.teacher_cache_gb = 1e-6
+    assert TeacherCache.build(teacher, ds, cfg, torch.device("cpu")) is None
 
 
 def test_teacher_errors(tmp_path, trained_teacher):

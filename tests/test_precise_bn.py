@@ -69,7 +69,7 @@ def _eval_vs_train(tiny_city, tmp_path, precise_bn):
     sets = mining_sets(ds, cfg.neg_num)
     tuples = mine_chunk(model, ds, sets.queries[:8], sets, np.full((ds.num_queries, 4), -1), cfg,
                         np.random.default_rng(3), torch.device("cpu"))
-    x = torch.stack([TupleImages(tuples, ds, None)[i] for i in range(len(tuples))])
+    x = torch.stack([TupleImages(tuples, ds, None)[i][0] for i in range(len(tuples))])
     b, t = x.shape[:2]
     var_eval, d_eval = _last_bn_input_variance(model, x.flatten(0, 1), train_mode=False)
     var_train, d_train = _last_bn_input_variance(copy.deepcopy(model), x.flatten(0, 1), train_mode=True)

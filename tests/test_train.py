@@ -138,7 +138,7 @@ def test_training_learns_and_resume_is_bitwise(tiny_city, tmp_path, clusters):
 
 def _tuple_loss(model, tuples, ds, cfg):
     """Mean triplet loss of ``model`` on fixed tuples (eval mode, no grad)."""
-    x = torch.stack([TupleImages(tuples, ds, None)[i] for i in range(len(tuples))])
+    x = torch.stack([TupleImages(tuples, ds, None)[i][0] for i in range(len(tuples))])
     model.eval()
     with torch.no_grad():
         d = model(x.flatten(0, 1)).view(x.shape[0], x.shape[1], -1)
@@ -171,7 +171,7 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(tiny_city, tmp_path, cluster
     before = ck.read_bytes()
     with pytest.raises(WakdError, match="loss became nan at epoch 1; stopped, the last good checkpoint"):
         train(_cfg(tiny_city, tmp_path, clusters, epochs=2, queries_per_epoch=16), resume=ck,
-              objective=lambda device: lambda *args: {"loss": torch.tensor(float("nan"))})
+              objective=lambda device, ds: lambda *args, **kw: {"loss": torch.tensor(float("nan"))})
     assert ck.read_bytes() == before
 
 

@@ -113,26 +113,13 @@ def _table(results: list[dict], kind: str) -> str:
 
 def _figure(results: list[dict], out: str) -> None:
     """One row per query: the query, then its matches with their scores."""
-    import matplotlib
+    from wakd.report import image_grid
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
-    from wakd.utils import atomic_path
-
-    k = max(len(r["matches"]) for r in results)
-    fig, axes = plt.subplots(len(results), k + 1, figsize=(2.2 * (k + 1), 1.9 * len(results)), squeeze=False)
-    for row, r in zip(axes, results):
-        for ax in row:
-            ax.axis("off")
-        row[0].imshow(Image.open(r["query"]).convert("RGB"))
-        row[0].set_title(f"query {Path(r['query']).name}"[:28], fontsize=7)
-        for ax, m in zip(row[1:], r["matches"]):
-            ax.imshow(Image.open(m["path"]).convert("RGB"))
+    rows = []
+    for r in results:
+        cells = [(r["query"], f"query {Path(r['query']).name}"[:28], None)]
+        for m in r["matches"]:
             extra = f", {m['to_query_m']:.0f} m" if m.get("to_query_m") is not None else ""
-            ax.set_title(f"#{m['rank']} {m['score']:.3f}{extra}", fontsize=7)
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+            cells.append((m["path"], f"#{m['rank']} {m['score']:.3f}{extra}", None))
+        rows.append(cells)
+    image_grid(rows, out)

@@ -6,7 +6,8 @@ One loop serves the teacher here and the student later (distillation plugs in it
   chunks of ``cache_size``; before each chunk the current model re-describes what the chunk needs
   and mines tuples (:mod:`wakd.data.tuples`): 1 query, its best positive, ``neg_num`` hard negatives;
 * a network trained from random weights has its BatchNorm statistics re-estimated (precise BN,
-  :mod:`wakd.models.bn`) before each re-mining and each validation, so eval mode describes what
+  :mod:`wakd.models.bn`) before each validation and each re-mining after training steps (an epoch's
+  first mining uses the statistics its previous epoch ended with), so eval mode describes what
   training optimised (and the checkpoints hold those statistics);
 * batches of ``tuples_per_batch`` tuples are trained with a ranking loss (:mod:`wakd.losses`),
   SGD (lr 0.001, momentum 0.9, weight decay 0.001, step decay) or Adam, under the chosen autocast;
@@ -42,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from wakd.data import load_dataset
 from wakd.data.base import PlaceDataset
-from wakd.data.loader import ImageList
+from wakd.data.loader import ImageList, decoded_images
 from wakd.data.tuples import best_positive, hardest, mining_sets, negative_pool
 from wakd.device import autocast, prepare, resolve_device, resolve_precision, to_input
 from wakd.features import describe_images, sample_paths
@@ -101,6 +102,10 @@ class TrainConfig(NetOptions, TrainSplit, RunOptions):
     neg_pool: int = option(1000, "random negative candidates per query", low=1)
     cache_size: int = option(1000, "queries between cache refreshes", low=1)
     queries_per_epoch: int | None = option(None, "queries per epoch (default: all usable queries)", low=1)
+    image_cache_gb: float = option(2.0, "memory (GiB) for the training and validation images, decoded and resized "
+                                        "once for the whole run (fixed --size only; data-loader workers are then "
+                                        "not used); splits needing more are read from disk every time (0: always)",
+                                   low=0, metavar="GB")
     select_metric: str = option("R@5", "validation metric choosing model_best",
                                 choices=tuple(f"R@{n}" for n in RECALL_VALUES))
     threads: int | None = option(None, "torch threads (set from the Snakemake rule)", low=1)
@@ -128,25 +133,29 @@ class RankingObjective:
         return self.loss_fn(d[:, 0], d[:, 1], d[:, 2:], self.margin, self.temperature)
 
     def __call__(self, net: torch.nn.Module, x: torch.Tensor, b: int, t: int, device: torch.device,
-                 precision: str) -> dict[str, torch.Tensor]:
-        """Losses of ``b`` tuples of ``t`` images each, ``x`` being their ``[b*t, 3, H, W]`` images."""
+                 precision: str, ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Losses of ``b`` tuples of ``t`` images each, ``x`` being their ``[b*t, 3, H, W]`` images and
+        ``ids`` their keys (:class:`TupleImages`)."""
         with autocast(device, precision):
             desc = net(x)
         return {"loss": self.ranking_loss(desc, b, t)}
 
 
 class TupleImages(Dataset):
-    """Images of mined tuples: item i is ``[2 + N, 3, H, W]`` (query, positive, negatives)."""
+    """Images of mined tuples: item i is ``([2 + N, 3, H, W], [2 + N])``, the images (query, positive,
+    negatives) and their keys: query ``q`` is ``q``, database image ``j`` is ``num_queries + j``."""
 
     def __init__(self, tuples: list[np.ndarray], ds: PlaceDataset, size: tuple[int, int] | None) -> None:
         self.tuples, self.q, self.db = tuples, ImageList(ds.q_paths, size), ImageList(ds.db_paths, size)
+        self.num_queries = ds.num_queries
 
     def __len__(self) -> int:
         return len(self.tuples)
 
-    def __getitem__(self, i: int) -> torch.Tensor:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         t = self.tuples[i]
-        return torch.stack([self.q[int(t[0])][0]] + [self.db[int(j)][0] for j in t[1:]])
+        x = torch.stack([self.q[int(t[0])][0]] + [self.db[int(j)][0] for j in t[1:]])
+        return x, torch.from_numpy(np.concatenate([t[:1], t[1:] + self.num_queries]))
 
 
 def _dist_info() -> tuple[int, int]:
@@ -203,6 +212,13 @@ def validate(model: torch.nn.Module, ds: PlaceDataset, cfg: TrainConfig, device:
     return {k: v for k, v in row.items() if k.startswith("R@")}
 
 
+def image_bytes(size: tuple[int, int] | None, *splits: PlaceDataset | None) -> int:
+    """Bytes of the splits' images decoded at ``size`` (0 without a fixed size)."""
+    if size is None:
+        return 0
+    return sum(d.num_db + d.num_queries for d in splits if d is not None) * 3 * size[0] * size[1]
+
+
 def _merge_cache(hard_negs: np.ndarray, mine: np.ndarray, device: torch.device) -> np.ndarray:
     """Every rank's hard negatives of this epoch in every rank's cache (DDP), so checkpoints are complete.
 
@@ -233,15 +249,16 @@ def _save(obj: dict, path: Path) -> None:
 
 
 def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
-          objective: Callable[[torch.device], Callable] | None = None) -> dict:
+          objective: Callable[[torch.device, PlaceDataset], Callable] | None = None) -> dict:
     """Train and write ``checkpoint.pth.tar``, ``model_best.pth.tar``, ``history.csv`` (per epoch)
     and ``steps.csv`` (every step's loss terms) in ``out_dir``.
 
     Args:
         cfg: the run's settings.
         resume: ``checkpoint.pth.tar`` of an interrupted run (default: ``cfg.resume``).
-        objective: ``objective(device)`` returns the per-batch objective (see
-            :class:`RankingObjective`, the default); distillation passes its own.
+        objective: ``objective(device, training split)`` returns the per-batch objective (see
+            :class:`RankingObjective`, the default); distillation passes its own. It is made once the
+            precision is resolved (``cfg.precision``), before the first epoch.
 
     Returns:
         The last history row.
@@ -261,7 +278,6 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
             torch.cuda.set_device(device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    step_losses = objective(device) if objective is not None else RankingObjective(cfg)
     out, state = Path(cfg.out_dir), Path(cfg.state_dir or cfg.out_dir)
     separate = state.resolve() != out.resolve()
     ck = None
@@ -327,78 +343,90 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
             with atomic_path(out / "model_best.pth.tar") as tmp:  # the outputs were deleted by a failure
                 shutil.copy2(kept_best, tmp)
 
-    for epoch in range(start, cfg.epochs):
-        rng = _seed_epoch(cfg.seed, epoch)
-        queries = rng.permutation(sets.queries)[:cfg.queries_per_epoch]
-        # the same number of queries on every rank, so that every rank runs the same number of steps
-        queries = queries[:len(queries) // world * world][rank::world]
-        t_cache = t_train = 0.0
-        terms: dict[str, list[float]] = {}
-        for c0 in range(0, len(queries), cfg.cache_size):
-            t0 = time.perf_counter()
-            if precise_bn:
-                calibrate(model, ds, cfg, device, (cfg.seed, epoch, c0))
-            tuples = mine_chunk(model, ds, queries[c0:c0 + cfg.cache_size], sets, hard_negs, cfg, rng, device)
-            t1 = time.perf_counter()
-            t_cache += t1 - t0
-            order = rng.permutation(len(tuples))
-            order = order[:len(order) // cfg.tuples_per_batch * cfg.tuples_per_batch]  # whole batches only
-            loader = DataLoader(TupleImages([tuples[i] for i in order], ds, cfg.size),
-                                batch_size=cfg.tuples_per_batch, num_workers=cfg.workers,
-                                pin_memory=device.type == "cuda")
-            net.train()
-            for x in loader:
-                b, t = x.shape[:2]
-                parts = step_losses(net, to_input(x.flatten(0, 1), device), b, t, device, cfg.precision)
-                loss = parts["loss"]
-                if not torch.isfinite(loss):
-                    kept = (f"the last good checkpoint is kept in {out / 'checkpoint.pth.tar'}"
-                            if (out / "checkpoint.pth.tar").exists() else "no epoch had finished, nothing was saved")
-                    raise WakdError(f"loss became {loss.item()} at epoch {epoch}; stopped, {kept} (try a lower --lr)")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                values = {k: v.item() for k, v in parts.items()}
-                for k, v in values.items():
-                    terms.setdefault(k, []).append(v)
-                if rank == 0:
-                    steps.append({"epoch": epoch, "step": len(terms["loss"]) - 1, **values})
-            t_train += time.perf_counter() - t1
-        sched.step()
-        means = {k: float(np.mean(v)) for k, v in terms.items()} or {"loss": float("nan")}
-        if world > 1:
-            stat = torch.tensor(list(means.values()), device=device, dtype=torch.float64)
-            dist.all_reduce(stat)
-            means = dict(zip(means, (stat / world).tolist()))
-        mean_loss = means["loss"]
-        if world > 1:
-            hard_negs = _merge_cache(hard_negs, queries, device)
-        if rank == 0:
-            t0 = time.perf_counter()
-            if precise_bn:  # also what the checkpoints below hold: statistics of the epoch's final weights
-                calibrate(model, ds, cfg, device, (cfg.seed, epoch, len(queries)))
-            rec = validate(model, val, cfg, device)
-            t_val = time.perf_counter() - t0
-            row = {"epoch": epoch, **means, "lr": opt.param_groups[0]["lr"], **rec,
-                   "cache_seconds": round(t_cache, 2), "train_seconds": round(t_train, 2),
-                   "val_seconds": round(t_val, 2),
-                   "cache_share": round(t_cache / max(t_cache + t_train, 1e-9), 3)}
-            history.append(row)
-            log.info("epoch %d: loss %.4f, val %s, cache %.0f%% of %.0f s", epoch, mean_loss,
-                     " ".join(f"{k} {100 * v:.1f}" for k, v in rec.items()), 100 * row["cache_share"],
-                     t_cache + t_train)
-            metric = rec[cfg.select_metric]
-            if metric > best:
-                best, best_epoch = metric, epoch
-            ck = _checkpoint(model, opt, sched, epoch, best, best_epoch, hard_negs, cfg, history)
-            if separate:  # the resumable state first (its checkpoint last: it marks the state complete)
-                if best_epoch == epoch:
-                    _save(ck, state / "model_best.pth.tar")
-                _write_history(state / "steps.csv", steps)
-                _save(ck, state / "checkpoint.pth.tar")
-            _write_outputs(out, ck, history, steps, best_epoch == epoch)
-        if world > 1:
-            dist.barrier()
+    # every image of the two splits decoded once, if they fit in --image-cache-gb (fixed --size only)
+    with decoded_images(cfg.image_cache_gb, image_bytes(cfg.size, ds, val)) as in_memory:
+        if in_memory:
+            log.info("training and validation images kept decoded in memory")
+        step_losses = objective(device, ds) if objective is not None else RankingObjective(cfg)
+        # BatchNorm statistics of the current weights: precise BN ends every epoch (before validation, so the
+        # checkpoints hold them) and the weights do not change until the next epoch trains, so its first
+        # mining uses them as they are; a resumed run starts from a checkpoint's. In DDP only rank 0
+        # validates, so there every mining re-estimates them (the same on every rank).
+        fresh_bn = ck is not None and world == 1
+        for epoch in range(start, cfg.epochs):
+            rng = _seed_epoch(cfg.seed, epoch)
+            queries = rng.permutation(sets.queries)[:cfg.queries_per_epoch]
+            # the same number of queries on every rank, so that every rank runs the same number of steps
+            queries = queries[:len(queries) // world * world][rank::world]
+            t_cache = t_train = 0.0
+            terms: dict[str, list[float]] = {}
+            for c0 in range(0, len(queries), cfg.cache_size):
+                t0 = time.perf_counter()
+                if precise_bn and not fresh_bn:
+                    calibrate(model, ds, cfg, device, (cfg.seed, epoch, c0))
+                fresh_bn = False
+                tuples = mine_chunk(model, ds, queries[c0:c0 + cfg.cache_size], sets, hard_negs, cfg, rng, device)
+                t1 = time.perf_counter()
+                t_cache += t1 - t0
+                order = rng.permutation(len(tuples))
+                order = order[:len(order) // cfg.tuples_per_batch * cfg.tuples_per_batch]  # whole batches only
+                loader = DataLoader(TupleImages([tuples[i] for i in order], ds, cfg.size),
+                                    batch_size=cfg.tuples_per_batch, num_workers=0 if in_memory else cfg.workers,
+                                    pin_memory=device.type == "cuda")
+                net.train()
+                for x, ids in loader:
+                    b, t = x.shape[:2]
+                    parts = step_losses(net, to_input(x.flatten(0, 1), device), b, t, device, cfg.precision,
+                                        ids=ids.flatten())
+                    loss = parts["loss"]
+                    if not torch.isfinite(loss):
+                        raise WakdError(f"loss became {loss.item()} at epoch {epoch}; stopped, {_kept(out)} "
+                                        "(try a lower --lr)")
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    values = {k: v.item() for k, v in parts.items()}
+                    for k, v in values.items():
+                        terms.setdefault(k, []).append(v)
+                    if rank == 0:
+                        steps.append({"epoch": epoch, "step": len(terms["loss"]) - 1, **values})
+                t_train += time.perf_counter() - t1
+            sched.step()
+            means = {k: float(np.mean(v)) for k, v in terms.items()} or {"loss": float("nan")}
+            if world > 1:
+                stat = torch.tensor(list(means.values()), device=device, dtype=torch.float64)
+                dist.all_reduce(stat)
+                means = dict(zip(means, (stat / world).tolist()))
+            mean_loss = means["loss"]
+            if world > 1:
+                hard_negs = _merge_cache(hard_negs, queries, device)
+            if rank == 0:
+                t0 = time.perf_counter()
+                if precise_bn:  # also what the checkpoints below hold: statistics of the epoch's final weights
+                    calibrate(model, ds, cfg, device, (cfg.seed, epoch, len(queries)))
+                    fresh_bn = world == 1
+                rec = validate(model, val, cfg, device)
+                t_val = time.perf_counter() - t0
+                row = {"epoch": epoch, **means, "lr": opt.param_groups[0]["lr"], **rec,
+                       "cache_seconds": round(t_cache, 2), "train_seconds": round(t_train, 2),
+                       "val_seconds": round(t_val, 2),
+                       "cache_share": round(t_cache / max(t_cache + t_train, 1e-9), 3)}
+                history.append(row)
+                log.info("epoch %d: loss %.4f, val %s, cache %.0f%% of %.0f s", epoch, mean_loss,
+                         " ".join(f"{k} {100 * v:.1f}" for k, v in rec.items()), 100 * row["cache_share"],
+                         t_cache + t_train)
+                metric = rec[cfg.select_metric]
+                if metric > best:
+                    best, best_epoch = metric, epoch
+                ck = _checkpoint(model, opt, sched, epoch, best, best_epoch, hard_negs, cfg, history)
+                if separate:  # the resumable state first (its checkpoint last: it marks the state complete)
+                    if best_epoch == epoch:
+                        _save(ck, state / "model_best.pth.tar")
+                    _write_history(state / "steps.csv", steps)
+                    _save(ck, state / "checkpoint.pth.tar")
+                _write_outputs(out, ck, history, steps, best_epoch == epoch)
+            if world > 1:
+                dist.barrier()
     if world > 1:
         dist.destroy_process_group()
     if rank == 0 and ck is not None and start >= cfg.epochs:  # resumed with nothing left to train
@@ -411,8 +439,13 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
 # Options a resumed run may change: where and how fast it runs, and how long (a requeued job may land
 # on a node whose CPU resolves `--precision auto` differently).
 RESUMABLE_CHANGES = frozenset({"epochs", "threads", "workers", "device", "out_dir", "root", "state_dir",
-                               "precision"})
+                               "precision", "image_cache_gb", "teacher_cache_gb"})
 STATE_FILES = ("checkpoint.pth.tar", "model_best.pth.tar", "steps.csv")
+
+
+def _kept(out: Path) -> str:
+    ck = out / "checkpoint.pth.tar"
+    return f"the last good checkpoint is kept in {ck}" if ck.exists() else "no epoch had finished, nothing was saved"
 
 
 def _write_outputs(out: Path, ck: dict, history: list[dict], steps: list[dict], best: bool) -> None:
