@@ -54,7 +54,7 @@ if __name__ == "__main__":
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--out", help="JSON file to write")
+    ap.add_argument("--json", "--out", dest="out", help="JSON file to write")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)

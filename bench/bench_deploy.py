@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -26,14 +24,8 @@ from pathlib import Path
 
 import torch
 
-
-def _cpu_flags() -> str:
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return ""
-    keep = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-    return " ".join(f for f in keep if f" {f}" in flags)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_info  # noqa: E402
 
 
 def _time(fn, repeats: int) -> float:
@@ -98,9 +90,7 @@ def main() -> int:
                    "onnxruntime_ms_per_image": round(1000 * onnx / b, 2)}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    info = {"command": " ".join(sys.argv), "runs": rows, "torch": torch.__version__, "onnxruntime": ort.__version__,
-            "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "cpu_flags": _cpu_flags(),
-            "machine": platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d")}
+    info = {"command": " ".join(sys.argv), "runs": rows, "onnxruntime": ort.__version__, "machine": machine_info()}
     if a.json:
         a.json.write_text(json.dumps(info, indent=2) + "\n")
     return 0

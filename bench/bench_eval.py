@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--chunk-rows", type=int, default=None)
     ap.add_argument("--tmp", default=None, help="folder for the descriptor file (default: a temporary one)")
-    ap.add_argument("--out", default="results/bench/eval.json")
+    ap.add_argument("--json", "--out", dest="out", default="results/bench/eval.json")
     args = ap.parse_args()
 
     tmp = Path(args.tmp or tempfile.mkdtemp(prefix="wakd-bench-eval-"))

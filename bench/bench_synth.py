@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--keep", help="keep the rendered cities under this folder")
-    ap.add_argument("--out", default="results/bench/synth.json")
+    ap.add_argument("--json", "--out", dest="out", default="results/bench/synth.json")
     args = ap.parse_args()
 
     report = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),

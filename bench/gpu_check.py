@@ -242,7 +242,7 @@ def ddp_nccl(tmp):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--json", "--out", dest="out", required=True)
     ap.add_argument("--quick", action="store_true", help="small sizes (CPU smoke test)")
     args = ap.parse_args()
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,0 +1,35 @@
+"""What every benchmark records beside its figures: machine, CPU flags, threads, versions, commit, date."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+KEEP_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_model_and_flags() -> tuple[str, str]:
+    """The CPU's model name and which of :data:`KEEP_FLAGS` it has (empty where /proc/cpuinfo is not)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine(), ""
+    model = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), platform.machine())
+    flags = set(next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), []))
+    return model, " ".join(f for f in KEEP_FLAGS if f in flags)
+
+
+def machine_info(device: str = "cpu") -> dict:
+    import torch
+
+    from wakd.provenance import git_commit
+
+    model, flags = cpu_model_and_flags()
+    info = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": model, "cpu_flags": flags, "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
+            "git_commit": git_commit(Path(__file__).resolve().parents[1]), "device": device}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
