@@ -73,11 +73,6 @@ def test_mining_rules(tiny_city):
         assert len(first) == 40 and set(first[:3]) <= set(pool)  # previous hard negatives stay candidates
         for cand in (first, pool):
             assert (np.linalg.norm(ds.db_utm[cand] - ds.q_utm[q], axis=1) > 25.0).all()
-        # --mining-subset: the random candidates come from the refresh's subset only
-        among = np.sort(np.random.default_rng(1).choice(ds.num_db, ds.num_db // 2, replace=False))
-        sub = negative_pool(rng, ds.num_db, sets.non_negatives[q], 20, previous=first[:3], among=among)
-        assert set(sub) - set(first[:3]) <= set(among) and len(set(sub) - set(first[:3])) >= 17
-        assert (np.linalg.norm(ds.db_utm[sub] - ds.q_utm[q], axis=1) > 25.0).all()
     # hardest keeps the most similar candidates, best positive the nearest in descriptor space
     qd = np.array([1.0, 0.0])
     cand = np.array([7, 3, 9, 4])

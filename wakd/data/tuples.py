@@ -52,13 +52,9 @@ def mining_sets(ds: PlaceDataset, neg_num: int, min_queries: int = 1) -> MiningS
 
 
 def negative_pool(rng: np.random.Generator, num_db: int, non_negatives: np.ndarray, size: int,
-                  previous: np.ndarray | None = None, among: np.ndarray | None = None) -> np.ndarray:
-    """``size`` random database indices farther than 25 m (drawn from ``among`` if given, else from
-    the whole database), plus the previous hard negatives."""
-    if among is None:
-        cand = rng.choice(num_db, size=min(num_db, size + len(non_negatives)), replace=False)
-    else:
-        cand = rng.choice(among, size=min(len(among), size + len(non_negatives)), replace=False)
+                  previous: np.ndarray | None = None) -> np.ndarray:
+    """``size`` random database indices farther than 25 m, plus the previous hard negatives."""
+    cand = rng.choice(num_db, size=min(num_db, size + len(non_negatives)), replace=False)
     cand = cand[~np.isin(cand, non_negatives)][:size]
     if previous is not None and len(previous):
         cand = np.union1d(cand, previous[previous >= 0])

@@ -101,10 +101,6 @@ class TrainConfig(NetOptions, TrainSplit, RunOptions):
     neg_num: int = option(10, "hard negatives per tuple", low=1)
     neg_pool: int = option(1000, "random negative candidates per query", low=1)
     cache_size: int = option(1000, "queries between cache refreshes", low=1)
-    mining_subset: int = option(0, "the queries of a refresh draw their --neg-pool random negatives from one random "
-                                   "subset of N database images, so a refresh describes about N database images "
-                                   "(and the queries' positives and previous hard negatives) instead of the whole "
-                                   "database (0: each query draws from the whole database)", low=0, metavar="N")
     queries_per_epoch: int | None = option(None, "queries per epoch (default: all usable queries)", low=1)
     image_cache_gb: float = option(2.0, "memory (GiB) for the training and validation images, decoded and resized "
                                         "once for the whole run (fixed --size only; data-loader workers are then "
@@ -180,10 +176,7 @@ def _describe_options(cfg: TrainConfig) -> dict:
 def mine_chunk(model: torch.nn.Module, ds: PlaceDataset, queries: np.ndarray, sets, hard_negs: np.ndarray,
                cfg: TrainConfig, rng: np.random.Generator, device: torch.device) -> list[np.ndarray]:
     """Refresh the cache for ``queries`` and return their tuples ``[q, best positive, negatives...]``."""
-    among = None
-    if cfg.mining_subset and cfg.mining_subset < ds.num_db:  # one random part of the database for the chunk
-        among = np.sort(rng.choice(ds.num_db, cfg.mining_subset, replace=False))
-    pools = {int(q): negative_pool(rng, ds.num_db, sets.non_negatives[q], cfg.neg_pool, hard_negs[q], among)
+    pools = {int(q): negative_pool(rng, ds.num_db, sets.non_negatives[q], cfg.neg_pool, hard_negs[q])
              for q in queries}
     need = np.unique(np.concatenate([sets.positives[q] for q in queries] + list(pools.values())))
     db_desc = describe_images(model, [ds.db_paths[i] for i in need], device, **_describe_options(cfg))
