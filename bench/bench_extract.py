@@ -66,7 +66,7 @@ def run_extract(root: Path, out: Path, net: list[str], args: argparse.Namespace)
     cmd = [sys.executable, "-m", "wakd", "extract", "--dataset", "folder", "--root", str(root), "--split", "test",
            *net, "--size", args.size, "--device", args.device, "--precision", args.precision,
            "--batch-size", str(args.batch_size), "--workers", str(args.workers), "--precise-bn", "0",
-           "--out", str(out)]
+           "--decode", args.decode, "--out", str(out)]
     if args.threads:
         cmd = ["env", f"OMP_NUM_THREADS={args.threads}", *cmd]
     t0 = time.perf_counter()
@@ -94,6 +94,8 @@ def main() -> None:
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--decode", default="pil", choices=["pil", "torchvision"],
+                    help="wakd extract --decode: PIL in the loader workers, or torchvision on --device (nvjpeg)")
     ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of the child (default: all cores)")
     ap.add_argument("--data", type=Path, help="keep the JPEG folder here (reused if it holds the same images)")
     ap.add_argument("--json", "--out", dest="json", type=Path, help="JSON file to write")
@@ -109,7 +111,8 @@ def main() -> None:
         stamp.touch()
         print(f"wrote {args.images} JPEGs of {w}x{h} in {time.perf_counter() - t0:.1f} s", flush=True)
     result = {"bench": "extract", "machine": machine_info(args.device), "size": args.size, "images": args.images,
-              "batch_size": args.batch_size, "workers": args.workers, "threads": args.threads, "networks": {}}
+              "batch_size": args.batch_size, "workers": args.workers, "decode": args.decode, "threads": args.threads,
+              "networks": {}}
     try:
         for spec in args.models:
             label, net = network_args(spec)

@@ -9,7 +9,8 @@
 # failing step does not hide the others. Steps: pytest of tests/test_cuda.py (bf16 + channels_last vs
 # fp32, GPU search vs faiss, the teacher cache on the GPU, pinned in-memory loading); bench/gpu_check.py
 # (AMP, NetVLAD parity, cluster, PCA, kNN at Pitts250k scale, DDP with nccl on one GPU); extraction
-# from 480x640 JPEG files (VGG16 and MobileNetV3-Large, K=64); evaluation at Pitts250k scale and with
+# from 480x640 JPEG files (VGG16 and MobileNetV3-Large, K=64), decoded by PIL in the loader workers and
+# by nvjpeg (--decode torchvision); evaluation at Pitts250k scale and with
 # 250k database images; the demo city rendered, then a training, a distillation step and the refresh
 # share (bench/bench_steps.py); extraction at the demo size.
 set -uo pipefail
@@ -47,7 +48,11 @@ torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu', 'python', 
 step pytest_cuda 180 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
 step gpu_check 300 python3 bench/gpu_check.py ${quick:+--quick} --out "$out/gpu_check.json"
 step extract_big 300 python3 bench/bench_extract.py --device "$dev" --size "$big" --images "$n" \
-    --models vgg16:64 mobilenetv3_large:64 --workers "$workers" --batch-size 32 --json "$out/extract_$big.json"
+    --models vgg16:64 mobilenetv3_large:64 --workers "$workers" --batch-size 32 --data "$work/jpeg" \
+    --json "$out/extract_$big.json"
+step extract_nvjpeg 240 python3 bench/bench_extract.py --device "$dev" --size "$big" --images "$n" \
+    --models vgg16:64 mobilenetv3_large:64 --workers 4 --batch-size 32 --data "$work/jpeg" --decode torchvision \
+    --json "$out/extract_${big}_nvjpeg.json"
 step eval_pitts250k 180 python3 bench/bench_eval.py --device "$dev" --db "$db" --queries "$q" --dtype float16 \
     --tmp "$work" --json "$out/eval_pitts250k.json"
 step eval_250k 180 python3 bench/bench_eval.py --device "$dev" --db $(( db * 3 )) --queries "$q" --dtype float16 \

@@ -9,8 +9,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from wakd.data.loader import image_loader
+from wakd.data.loader import decode_batch, encoded_loader, image_loader
 from wakd.device import autocast, prepare, resolve_precision, to_input
+from wakd.utils import WakdError
 
 log = logging.getLogger(__name__)
 
@@ -26,17 +27,28 @@ def sample_paths(paths: Sequence[str], n: int, seed: int) -> list[str]:
 def iter_images(fn: Callable[[torch.Tensor], torch.Tensor], model: torch.nn.Module, paths: Sequence[str],
                 device: torch.device, batch_size: int = 16, workers: int = 2, precision: str = "auto",
                 size: tuple[int, int] | None = None, shorter_side: int | None = None,
-                desc: str = "images") -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                desc: str = "images", decode: str = "pil") -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(image indices, fn(model(batch)) as float32)`` batch by batch, in order.
 
     The model runs in eval mode, channels_last, under the chosen autocast; images are loaded by
     ``workers`` processes (pinned memory on CUDA). Images of varying size (``shorter_side``) need
-    ``batch_size=1``.
+    ``batch_size=1``. ``decode="torchvision"`` reads JPEG files as bytes in the workers and decodes
+    and resizes them on ``device`` (:func:`wakd.data.loader.decode_batch`; needs ``size``).
     """
     model = prepare(model, device).eval()
     precision = resolve_precision(device, precision, model=model, size=size)
-    loader = image_loader(paths, batch_size, workers, size=size, shorter_side=shorter_side,
-                          pin_memory=device.type == "cuda")
+    if device.type == "cuda" and size is not None:
+        torch.backends.cudnn.benchmark = True  # one input shape: let cuDNN pick its fastest kernels
+    if decode == "torchvision":
+        if size is None:
+            raise WakdError("--decode torchvision needs --size (one size for every image)")
+        loader = ((decode_batch(data, [paths[i] for i in idx], size, device), idx)
+                  for data, idx in encoded_loader(paths, batch_size, workers))
+    elif decode == "pil":
+        loader = image_loader(paths, batch_size, workers, size=size, shorter_side=shorter_side,
+                              pin_memory=device.type == "cuda")
+    else:
+        raise WakdError(f"--decode {decode!r}: expected pil or torchvision")
     with tqdm(total=len(paths), unit="img", desc=desc, mininterval=2.0) as bar:
         for x, idx in loader:
             with autocast(device, precision):

@@ -9,12 +9,14 @@ of a fresh decode.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import functional as TF
 
+from wakd.data.base import DatasetError
 from wakd.data.images import load_image, resize_shorter_side, resize_to
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -101,3 +103,75 @@ def image_loader(paths: Sequence[str], batch_size: int, workers: int, size: tupl
         workers = 0  # the images are in this process's memory
     return DataLoader(ImageList(paths, size, shorter_side), batch_size=batch_size, shuffle=False,
                       num_workers=workers, pin_memory=pin_memory, persistent_workers=False)
+
+
+JPEG_EXTS = (".jpg", ".jpeg")
+
+
+class EncodedImages(Dataset):
+    """Image files as their bytes (uint8 tensors), decoded later by :func:`decode_batch` on the
+    run's device: nvjpeg on a GPU, where the CPU's decoders would be the bottleneck."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        try:
+            with open(self.paths[i], "rb") as fh:
+                return torch.frombuffer(bytearray(fh.read()), dtype=torch.uint8), i
+        except FileNotFoundError:
+            raise DatasetError(f"{self.paths[i]}: image file not found") from None
+
+
+def _collate_encoded(batch: list[tuple[torch.Tensor, int]]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    return [b[0] for b in batch], torch.tensor([b[1] for b in batch])
+
+
+def encoded_loader(paths: Sequence[str], batch_size: int, workers: int) -> DataLoader:
+    """Batches of ``(list of encoded JPEG files, indices)`` in order (see :func:`decode_batch`).
+
+    Raises:
+        DatasetError: a file that is not a JPEG (named).
+    """
+    other = next((p for p in paths if not str(p).lower().endswith(JPEG_EXTS)), None)
+    if other is not None:
+        raise DatasetError(f"{other}: --decode torchvision reads JPEG files only (.jpg/.jpeg); use --decode pil")
+    return DataLoader(EncodedImages(paths), batch_size=batch_size, shuffle=False, num_workers=workers,
+                      collate_fn=_collate_encoded, persistent_workers=False)
+
+
+def _decode_jpeg(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """``torchvision.io.decode_jpeg`` on ``device`` (batched nvjpeg on CUDA). torchvision 0.29 deprecates
+    its decoders in favour of TorchCodec, which is not among our dependencies: its warning is silenced
+    here, where it would be repeated for every batch."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                                category=DeprecationWarning)
+        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+
+
+def decode_batch(data: list[torch.Tensor], paths: Sequence[str], size: tuple[int, int],
+                 device: torch.device) -> torch.Tensor:
+    """Encoded JPEGs -> ``[B, 3, H, W]`` ImageNet-normalised float on ``device``: decoded by
+    ``torchvision.io.decode_jpeg`` there (nvjpeg on CUDA), resized with antialiased bilinear
+    interpolation (close to, not bitwise, PIL's bilinear resize)."""
+    from torchvision.transforms import InterpolationMode
+
+    try:
+        imgs = _decode_jpeg(data, device)
+    except RuntimeError:
+        for d, p in zip(data, paths):  # name the file that fails
+            try:
+                _decode_jpeg([d], torch.device("cpu"))
+            except RuntimeError as exc:
+                raise DatasetError(f"{p}: unreadable image ({exc})") from None
+        raise
+    x = torch.stack([TF.resize(img, list(size), interpolation=InterpolationMode.BILINEAR, antialias=True)
+                     for img in imgs])
+    return TF.normalize(x.float().div(255), IMAGENET_MEAN, IMAGENET_STD)
+

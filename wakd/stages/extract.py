@@ -48,6 +48,11 @@ class ExtractConfig(NetOptions, DataOptions, RunOptions):
                                                  "(contiguous, cut on the batch grid); 'wakd gather' joins the N "
                                                  "files into the one an unsharded run writes", parse=parse_shard,
                                            metavar="I/N")
+    decode: str = option("pil", "where images are decoded and resized: pil (in the data-loader workers, on the "
+                                "CPU) or torchvision (JPEG files read by the workers, decoded and resized on "
+                                "--device: nvjpeg on a GPU, for when the CPU decoders are the bottleneck; needs "
+                                "--size; antialiased bilinear resize, close to but not bitwise PIL's)",
+                         choices=("pil", "torchvision"))
     precise_bn: int = option(DEFAULT_IMAGES, "without --checkpoint (a network as initialised): re-estimate "
                                              "BatchNorm statistics over N training database images first, as "
                                              "'wakd cluster' does (0: off)", low=0, metavar="N")
@@ -75,13 +80,13 @@ def run(cfg: ExtractConfig) -> dict:
                               pretrained=bool(cfg.weights), batch_size=max(cfg.batch_size, 16), **look)
     ds = load_dataset(cfg.dataset, cfg.split, cfg.root)
     return extract(model, ds, cfg.out, device, dtype=cfg.dtype, batch_size=cfg.batch_size, model_info=spec,
-                   attrs=provenance_attrs(cfg), shard=cfg.shard, **look)
+                   attrs=provenance_attrs(cfg), shard=cfg.shard, decode=cfg.decode, **look)
 
 
 def extract(model: torch.nn.Module, ds: PlaceDataset, out: str | os.PathLike, device: torch.device,
             dtype: str = "float16", batch_size: int = 16, workers: int = 2, precision: str = "auto",
             size: tuple[int, int] | None = None, model_info: dict | None = None, attrs: dict | None = None,
-            shard: tuple[int, int] | None = None) -> dict:
+            shard: tuple[int, int] | None = None, decode: str = "pil") -> dict:
     """Describe every database and query image of ``ds`` and write the descriptor file.
 
     Args:
@@ -96,6 +101,7 @@ def extract(model: torch.nn.Module, ds: PlaceDataset, out: str | os.PathLike, de
         size: resize all images to (H, W); default: the dataset's own rule.
         model_info: what the model is (recorded in the file's attributes).
         attrs: more attributes of the file (provenance).
+        decode: ``pil`` or ``torchvision`` (:func:`wakd.features.iter_images`).
         shard: ``(I, N)``: describe only part I (1-based) of N of the database and queries, each
             group's rows from ``start`` (a group attribute) on; ``wakd gather`` joins the parts.
 
@@ -142,7 +148,7 @@ def extract(model: torch.nn.Module, ds: PlaceDataset, out: str | os.PathLike, de
             dset = None
             for idx, y in iter_images(lambda d: d, model, paths[start:stop], device, batch_size=batches[group],
                                       workers=workers, precision=precision, size=size, shorter_side=shorter,
-                                      desc=f"extract {group}"):
+                                      desc=f"extract {group}", decode=decode):
                 if dset is None:
                     _check_space(out, (rows["db"][1] - rows["db"][0] + rows["queries"][1] - rows["queries"][0])
                                  * y.shape[1] * np.dtype(dtype).itemsize)
