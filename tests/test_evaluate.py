@@ -118,3 +118,17 @@ def test_evaluate_rejects_non_descriptor_file(tmp_path):
         f.create_dataset("db/descriptors", data=np.zeros((2, 2)))
     with pytest.raises(WakdError, match=r"x\.hdf5: missing dataset /db/utm"):
         evaluate_file(bad, "m")
+
+
+def test_torch_search_path_matches_faiss_and_names_bad_rows():
+    """The GPU search's code path (float16 chunks as stored, checked on the device), run on the CPU."""
+    rng = np.random.default_rng(0)
+    db = rng.standard_normal((3000, 64)).astype(np.float32)
+    db = (db / np.linalg.norm(db, axis=1, keepdims=True)).astype(np.float16)
+    q = db[:50].astype(np.float32) + 0.01 * rng.standard_normal((50, 64)).astype(np.float32)
+    _, ref = knn(db, q, 5)
+    _, got = knn(db, q, 5, chunk_rows=1024, device="cpu:0")  # any device but "cpu" takes the torch path
+    assert (ref[:, 0] == got[:, 0]).all() and got.shape == (50, 5)
+    db[1500, 3] = np.nan
+    with pytest.raises(WakdError, match="row 1500 is not finite"):
+        knn(db, q, 5, chunk_rows=1024, device="cpu:0")
