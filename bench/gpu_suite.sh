@@ -61,5 +61,5 @@ step synth 180 python3 -m wakd synth --preset "$preset" --seed 0 --workers "$(np
 step steps 420 python3 bench/bench_steps.py --city "$work/city" --device "$dev" --precision auto \
     --workers "$(( workers < 4 ? workers : 4 ))" ${quick:+--epochs 1} --json "$out/steps_$dev.json"
 step extract_demo 180 python3 bench/bench_extract.py --device "$dev" --size 96x128 --images 1314 \
-    --models resnet18:16 resnet18:16:width=0.375 --workers "$workers" --batch-size 64 --json "$out/extract_96x128.json"
+    --models resnet18:16 resnet18:16:width=0.375 --workers "$workers" --batch-size 64 --json "$out/extract_demo_96x128.json"
 cat "$out/summary.txt"
