@@ -69,14 +69,15 @@ def run_extract(root: Path, out: Path, net: list[str], args: argparse.Namespace)
            "--decode", args.decode, "--out", str(out)]
     if args.threads:
         cmd = ["env", f"OMP_NUM_THREADS={args.threads}", *cmd]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    err = proc.stderr.read()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-2000:]}")
+    with tempfile.TemporaryFile("w+") as err:  # a file, not a pipe: a long log cannot block the child
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            err.seek(0)
+            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err.read()[-2000:]}")
     with h5py.File(out) as f:
         n = len(f["db/descriptors"]) + len(f["queries/descriptors"])
         dim = f["db/descriptors"].shape[1]
@@ -105,6 +106,8 @@ def main() -> None:
     root = args.data or tmp / "folder"
     stamp = root / f".bench-{args.images}-{args.size}"
     if not stamp.exists():
+        if root.exists() and any(root.iterdir()) and not any(root.glob(".bench-*")):
+            raise SystemExit(f"--data {root}: a folder this script did not write; give an empty or new one")
         shutil.rmtree(root, ignore_errors=True)
         t0 = time.perf_counter()
         write_folder(root, args.images, (h, w))

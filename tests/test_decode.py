@@ -50,3 +50,10 @@ def test_torchvision_decoding_names_bad_files(tmp_path):
     data, _ = next(iter(encoded_loader([str(good), str(bad)], 2, 0)))
     with pytest.raises(DatasetError, match="b.jpg: unreadable image"):
         decode_batch(data, [str(good), str(bad)], (8, 8), torch.device("cpu"))
+
+
+def test_empty_file_is_named(tmp_path):
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(DatasetError, match="empty.jpg: unreadable image file"):
+        next(iter(encoded_loader([str(empty)], 1, 0)))

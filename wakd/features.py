@@ -37,8 +37,6 @@ def iter_images(fn: Callable[[torch.Tensor], torch.Tensor], model: torch.nn.Modu
     """
     model = prepare(model, device).eval()
     precision = resolve_precision(device, precision, model=model, size=size)
-    if device.type == "cuda" and size is not None:
-        torch.backends.cudnn.benchmark = True  # one input shape: let cuDNN pick its fastest kernels
     if decode == "torchvision":
         if size is None:
             raise WakdError("--decode torchvision needs --size (one size for every image)")
@@ -49,7 +47,18 @@ def iter_images(fn: Callable[[torch.Tensor], torch.Tensor], model: torch.nn.Modu
                               pin_memory=device.type == "cuda")
     else:
         raise WakdError(f"--decode {decode!r}: expected pil or torchvision")
-    with tqdm(total=len(paths), unit="img", desc=desc, mininterval=2.0) as bar:
+    # one input shape: let cuDNN time its kernels once and keep the fastest (restored afterwards)
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = benchmark or (device.type == "cuda" and size is not None)
+    try:
+        yield from _run(fn, model, loader, device, precision, len(paths), desc)
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
+
+
+@torch.no_grad()
+def _run(fn, model, loader, device, precision, total, desc):
+    with tqdm(total=total, unit="img", desc=desc, mininterval=2.0) as bar:
         for x, idx in loader:
             with autocast(device, precision):
                 y = fn(model(to_input(x, device)))

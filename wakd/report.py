@@ -101,14 +101,21 @@ def recall_curves(table: pd.DataFrame, out: str | os.PathLike, rule: str = "25m"
 GREEN, RED = "#1a9850", "#d73027"
 
 
+def _thumbnail(path: str | os.PathLike, height: int) -> Image.Image:
+    img = load_image(path)
+    return img.resize((max(1, round(img.width * height / img.height)), height), Image.BILINEAR)
+
+
 def image_grid(rows: Sequence[Sequence[tuple[str | os.PathLike, str, str | None] | None]], out: str | os.PathLike,
                title: str = "", height: int = 120) -> None:
     """A PNG of image rows: each cell ``(image file, caption, frame colour or None)`` or None (empty),
     scaled to ``height`` pixels, its caption above it. Drawn with PIL (a grid of 50 images in a few
     tens of milliseconds, where matplotlib axes take seconds)."""
+    if not any(c for row in rows for c in row):
+        raise WakdError(f"{out}: no image to draw")
     font = ImageFont.load_default()
     pad, line = 6, 14
-    cells = [[None if c is None else (load_image(c[0]), c[1], c[2]) for c in row] for row in rows]
+    cells = [[None if c is None else (_thumbnail(c[0], height), c[1], c[2]) for c in row] for row in rows]
     width = max((round(c[0].width * height / c[0].height) for row in cells for c in row if c), default=height)
     ncols = max(len(row) for row in cells)
     top = line + pad if title else 0
@@ -123,10 +130,11 @@ def image_grid(rows: Sequence[Sequence[tuple[str | os.PathLike, str, str | None]
                 continue
             img, caption, frame = cell
             x = pad + c * (width + pad)
-            thumb = img.resize((round(img.width * height / img.height), height), Image.BILINEAR)
-            canvas.paste(thumb, (x, y + line))
+            canvas.paste(img, (x, y + line))
             if frame:
-                draw.rectangle([x, y + line, x + thumb.width - 1, y + line + height - 1], outline=frame, width=4)
+                draw.rectangle([x, y + line, x + img.width - 1, y + line + height - 1], outline=frame, width=4)
+            while caption and draw.textlength(caption, font=font) > width:  # within its cell
+                caption = caption[:-1]
             draw.text((x, y), caption, fill="black", font=font)
     with atomic_path(out) as tmp:
         canvas.save(tmp, format="PNG")

@@ -43,15 +43,17 @@ def _search_chunk_torch(block: np.ndarray, queries_dev, k: int, device, start: i
     on the CPU), copied through pinned memory, checked for non-finite rows and searched on the GPU."""
     import torch
 
+    if not block.dtype.isnative:  # a file written with the other byte order
+        block = block.astype(block.dtype.newbyteorder("="))
     host = torch.from_numpy(block)
     if device.type == "cuda":
         host = host.pin_memory()
-    b = host.to(device, non_blocking=True).to(queries_dev.dtype)
-    finite = torch.isfinite(b).all(dim=1)
+    b = host.to(device, non_blocking=True)
+    finite = torch.isfinite(b).all(dim=1)  # as stored, before the float16 cast
     if not bool(finite.all()):
         row = start + int((~finite).nonzero()[0, 0])
         raise WakdError(f"/db/descriptors row {row} is not finite (NaN/Inf); expected finite descriptors")
-    s, i = (queries_dev @ b.T).float().topk(k, dim=1)
+    s, i = (queries_dev @ b.to(queries_dev.dtype).T).float().topk(k, dim=1)
     return s.cpu().numpy(), i.cpu().numpy()
 
 

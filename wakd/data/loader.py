@@ -124,6 +124,8 @@ class EncodedImages(Dataset):
                 return torch.frombuffer(bytearray(fh.read()), dtype=torch.uint8), i
         except FileNotFoundError:
             raise DatasetError(f"{self.paths[i]}: image file not found") from None
+        except (OSError, ValueError) as exc:  # unreadable, or empty (frombuffer of no bytes)
+            raise DatasetError(f"{self.paths[i]}: unreadable image file ({exc})") from None
 
 
 def _collate_encoded(batch: list[tuple[torch.Tensor, int]]) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -170,7 +172,8 @@ def decode_batch(data: list[torch.Tensor], paths: Sequence[str], size: tuple[int
                 _decode_jpeg([d], torch.device("cpu"))
             except RuntimeError as exc:
                 raise DatasetError(f"{p}: unreadable image ({exc})") from None
-        raise
+        # every file decodes on the CPU (e.g. a JPEG kind the GPU decoder does not take): decode there
+        imgs = [img.to(device) for img in _decode_jpeg(data, torch.device("cpu"))]
     x = torch.stack([TF.resize(img, list(size), interpolation=InterpolationMode.BILINEAR, antialias=True)
                      for img in imgs])
     return TF.normalize(x.float().div(255), IMAGENET_MEAN, IMAGENET_STD)

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from wakd.data.base import PlaceDataset
 from wakd.data.loader import ImageList
 from wakd.device import autocast, prepare
-from wakd.features import describe_images
+from wakd.features import iter_images
 from wakd.models.attention import attention_map
 from wakd.models.build import build_embednet
 from wakd.models.netvlad import EmbedNet
@@ -83,9 +83,10 @@ class DistillConfig(TrainConfig):
     loss: str = option("sare_ind", LOSS_HELP, choices=LOSS_NAMES)
     temperature: float | None = option(0.07, "SARE on dot products / T (the WAKD code); 0: on negative squared "
                                              "distances (OpenIBL's teacher)", low=0)
-    teacher_cache_gb: float = option(4.0, "memory (GiB) for the frozen teacher's outputs on every training image, "
-                                          "computed once before training instead of a teacher forward pass every "
-                                          "step; a split needing more runs the teacher every step (0: always)",
+    teacher_cache_gb: float = option(4.0, "memory (GiB, per process, on --device) for the frozen teacher's outputs "
+                                          "on every training image, computed once before training instead of a "
+                                          "teacher forward pass every step; a split needing more runs the teacher "
+                                          "every step (0: always)",
                                      low=0, metavar="GB")
 
     @property
@@ -233,12 +234,14 @@ class TeacherCache:
                      len(paths), need / 2**30, cfg.teacher_cache_gb)
             return None
         t0 = time.perf_counter()
-        rows = describe_images(TeacherRows(teacher), paths, device, batch_size=cfg.batch_size, workers=cfg.workers,
-                               precision=cfg.precision, size=cfg.size)
-        teacher.eval()
+        rows = torch.empty((len(paths), sum(dims)), dtype=torch.float32, device=device)  # filled batch by batch
+        for idx, y in iter_images(lambda y: y, TeacherRows(teacher), paths, device, batch_size=cfg.batch_size,
+                                  workers=cfg.workers, precision=cfg.precision, size=cfg.size, desc="teacher"):
+            rows[idx[0]:idx[-1] + 1] = torch.from_numpy(y).to(device)
+        teacher.cpu().eval()  # the rows replace it in training: it need not hold device memory
         log.info("teacher outputs of %d training images cached (%.0f MiB) in %.1f s", len(paths), need / 2**20,
                  time.perf_counter() - t0)
-        return cls(torch.from_numpy(rows).to(device), dims)
+        return cls(rows, dims)
 
     def lookup(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """The teacher's ``desc``, ``vlad_intra`` and ``att`` of the images ``ids``."""
@@ -258,7 +261,8 @@ class DistillObjective(RankingObjective):
         super().__init__(cfg)
         self.kd_weight, self.form, self.soft_weight = cfg.kd_weight, cfg.gram, cfg.soft_weight
         self.soft_temperature = cfg.temperature or SOFT_TEMPERATURE
-        self.teacher, self.cache = prepare(teacher, device).eval(), cache
+        # with the cache the teacher never runs in training: it stays where it is (the CPU) until asked
+        self.teacher, self.cache = (teacher if cache is not None else prepare(teacher, device)).eval(), cache
 
     def __call__(self, net: torch.nn.Module, x: torch.Tensor, b: int, t: int, device: torch.device,
                  precision: str, ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -268,7 +272,7 @@ class DistillObjective(RankingObjective):
             tch = self.cache.lookup(ids)
         else:
             with torch.no_grad(), autocast(device, precision):
-                tch = self.teacher(x, return_features=True)
+                tch = prepare(self.teacher, device)(x, return_features=True)
         hard = self.ranking_loss(s["desc"], b, t)
         kd = kd_terms(s, tch, self.form)
         kd["kd_rank"] = soft_ranking_kd(s["desc"], tch["desc"], b, t, self.soft_temperature)

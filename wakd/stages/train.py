@@ -439,7 +439,7 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
 # Options a resumed run may change: where and how fast it runs, and how long (a requeued job may land
 # on a node whose CPU resolves `--precision auto` differently).
 RESUMABLE_CHANGES = frozenset({"epochs", "threads", "workers", "device", "out_dir", "root", "state_dir",
-                               "precision", "image_cache_gb", "teacher_cache_gb"})
+                               "precision", "image_cache_gb"})
 STATE_FILES = ("checkpoint.pth.tar", "model_best.pth.tar", "steps.csv")
 
 
