@@ -352,7 +352,9 @@ def _kill_midway(argv: list[str], wait_for, sig=signal.SIGTERM, timeout=120) -> 
         time.sleep(0.05)
     assert proc.poll() is None, "the command ended before it could be interrupted"
     proc.send_signal(sig)
-    proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode not in (128 + signal.SIGTERM, 128 + signal.SIGINT, 130):
+        print(f"wakd {' '.join(argv)} exited {proc.returncode}; its stderr:\n{err[-3000:]}")  # shown if it fails
     return proc.returncode
 
 
