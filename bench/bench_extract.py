@@ -19,7 +19,6 @@ used (from the output file), the descriptor size.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -32,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_json  # noqa: E402
 
 
 def write_folder(root: Path, n: int, size: tuple[int, int], seed: int = 0) -> None:
@@ -124,9 +123,7 @@ def main() -> None:
                   f"peak RSS {r['peak_rss_mb']} MB, {r['precision']}, {r['dim']}-d", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ seconds, the teacher cache's build time (distillation), and the command's wall t
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 import subprocess
@@ -28,7 +27,7 @@ import pandas as pd
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -114,9 +113,7 @@ def main() -> None:
                   + (f", teacher cache {r['teacher_cache']}" if r["teacher_cache"] else ""), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":

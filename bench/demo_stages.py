@@ -11,14 +11,13 @@ how much the jobs overlapped.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_json  # noqa: E402
 
 
 def read_stages(folder: Path) -> pd.DataFrame:
@@ -47,11 +46,8 @@ def main() -> None:
         print("| " + " | ".join("" if v is None else str(v) for v in row) + " |")
     print(f"\n{len(df)} jobs, {total:.0f} s of job time" +
           (f"; wall {args.wall:.0f} s ({total / args.wall:.2f} jobs at a time on average)" if args.wall else ""))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"bench": "demo_stages", "machine": machine_info(), "wall_s": args.wall,
-                                         "job_seconds": round(total, 1), "jobs": df.to_dict("records")},
-                                        indent=1) + "\n")
+    write_json(args.json, {"bench": "demo_stages", "machine": machine_info(), "wall_s": args.wall,
+                           "job_seconds": round(total, 1), "jobs": df.to_dict("records")})
 
 
 if __name__ == "__main__":

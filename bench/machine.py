@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -33,3 +34,10 @@ def machine_info(device: str = "cpu") -> dict:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def write_json(path: Path | None, result: dict) -> None:
+    """Write a benchmark's result to ``path`` (nothing without one), creating its folder."""
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1) + "\n")
