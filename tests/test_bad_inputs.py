@@ -395,6 +395,34 @@ def test_interrupted_training_leaves_no_temporaries(tiny_city, tmp_path, sig):
     assert len(pd.read_csv(run / "history.csv")) == 3
 
 
+@pytest.mark.parametrize("signalled", [True, False], ids=["SIGTERM", "no-signal"])
+def test_clean_up_failing_after_sigterm_still_exits_143(signalled, tmp_path, monkeypatch, capsys):
+    """SIGTERM lands anywhere; clean-up code it unwinds through may raise another exception. The exit
+    status still says "terminated" (143), not "internal error" (1); without a signal the error is raised."""
+    import wakd.stages.summarize as summarize
+
+    def command(cfg):
+        try:
+            if signalled:
+                os.kill(os.getpid(), signal.SIGTERM)  # the handler raises SystemExit(143) here
+                time.sleep(10)
+        finally:
+            raise RuntimeError("a library's clean-up failed while unwinding")
+
+    monkeypatch.setattr(summarize, "run", command)
+    before = signal.getsignal(signal.SIGTERM)
+    argv = ["summarize", "--csv", str(recall_csv(tmp_path / "in.csv")), "--out", str(tmp_path / "r.csv")]
+    try:
+        if signalled:
+            assert main(argv) == 128 + signal.SIGTERM
+            assert "terminated by signal 15" in capsys.readouterr().err
+        else:
+            with pytest.raises(RuntimeError, match="clean-up failed"):
+                main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def test_stale_temporaries_of_a_killed_run_are_removed(tiny_city, tmp_path):
     """A SIGKILL leaves a temporary; the next write of the same output removes it."""
     stale = tmp_path / ".r.csv.999999.abc.tmp.csv"

@@ -115,7 +115,11 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+_SIGNALLED: list[int] = []  # the termination signals this process received
+
+
 def _terminate(signum: int, frame) -> None:
+    _SIGNALLED.append(signum)
     raise SystemExit(128 + signum)  # unwinds: temporary files are removed on the way out
 
 
@@ -127,7 +131,24 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser(argv).parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return exc.code
+    _SIGNALLED.clear()
     signal.signal(signal.SIGTERM, _terminate)
+    try:
+        rc = _run(args, argv)
+    except Exception:
+        # SystemExit(128 + N) is raised wherever the signal lands; library clean-up it unwinds through
+        # (a data loader, an HDF5 file) may raise again. The run was terminated all the same.
+        if not _SIGNALLED:
+            raise
+        if args.debug:
+            traceback.print_exc()
+        print(f"wakd: terminated by signal {_SIGNALLED[0]}; nothing was left half-written", file=sys.stderr)
+        return 128 + _SIGNALLED[0]
+    return 128 + _SIGNALLED[0] if _SIGNALLED and rc != 0 else rc  # (a WakdError raised while unwinding)
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
+    """:func:`main` after parsing: run the command, turn user errors into exit status 2."""
     try:
         setup_logging(args.verbose, args.log_file)
         log.debug("wakd %s: %s", __version__, " ".join(argv))
