@@ -12,7 +12,7 @@ from PIL import Image
 import wakd
 from wakd.cli import main
 from wakd.data import load_dataset
-from wakd.index import Index, distance_m, position_from_name, read_positions
+from wakd.index import Index, distance_m, position_from_name, positions_for, read_positions
 from wakd.utils import WakdError
 
 
@@ -154,6 +154,32 @@ def test_positions_from_a_csv(trained, photos, tmp_path):
     bad.write_text("image,lat,lon\nx.jpg,95,0\n")
     with pytest.raises(WakdError, match="line 2"):
         read_positions(bad)
+
+
+def test_positions_that_cannot_be_meant_are_refused(tmp_path, caplog):
+    folder = tmp_path / "photos"
+    images = [folder / "a/x.jpg", folder / "b/x.jpg", folder / "b/y.jpg"]
+    for p in images:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.touch()
+
+    def csv(name, *rows):
+        (tmp_path / name).write_text("\n".join(["image,east,north", *rows]) + "\n")
+        return tmp_path / name
+
+    kind, coords = positions_for(images, folder, csv("ok.csv", "a/x.jpg,1,2", "b/x.jpg,3,4", "y.jpg,5,6", "y.jpg,5,6"))
+    np.testing.assert_array_equal(coords, [[1, 2], [3, 4], [5, 6]])  # paths, or names when unique; repeats agree
+    cases = [(("a/x.jpg,1,2", "a/x.jpg,1,3"), "line 3: a/x.jpg again"),  # two positions for one image
+             (("x.jpg,1,2",), "names 2 files"),  # a file name that is not unique under the folder
+             (("z.jpg,1,2", "c/x.jpg,3,4"), "none of its 2 images"),  # nothing matches: wrong names
+             ((",1,2",), "line 2: empty image")]
+    for n, (rows, needle) in enumerate(cases):
+        with pytest.raises(WakdError, match=needle):
+            positions_for(images, folder, csv(f"bad{n}.csv", *rows))
+    with pytest.raises(WakdError, match="expected one position per image"):  # two files that disagree
+        positions_for(images, folder, [csv("one.csv", "y.jpg,5,6"), csv("two.csv", "y.jpg,7,8")])
+    kind, coords = positions_for(images, folder, csv("part.csv", "b/y.jpg,5,6", "gone.jpg,1,1"))
+    assert np.isfinite(coords).sum() == 2 and "1 of 2 rows name no image" in caplog.text
 
 
 @pytest.mark.parametrize("fmt,suffix", [("torchscript", ".pt"), ("onnx", ".onnx")])

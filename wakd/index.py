@@ -18,6 +18,7 @@ benchmark's datasets) or from a CSV ``image,east,north`` / ``image,lat,lon``.
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
 from pathlib import Path
@@ -27,6 +28,8 @@ import numpy as np
 
 from wakd.descriptors import STR, descriptor_chunks
 from wakd.utils import WakdError, check_array, require_file
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 EARTH_RADIUS_M = 6371008.8
@@ -85,7 +88,14 @@ def read_positions(path: str | os.PathLike) -> tuple[str, dict[str, tuple[float,
                 want = "latitude in [-90, 90] and longitude in [-180, 180]" if kind == "latlon" else "UTM metres"
                 raise WakdError(f"--positions {path}: line {line}: {keys[0]}={a}, {keys[1]}={b}; "
                                 f"expected finite {want}")
-            out[row["image"]] = (a, b)
+            name = row["image"]
+            if not name:
+                raise WakdError(f"--positions {path}: line {line}: empty image; expected a path relative to the "
+                                "images folder or a file name")
+            if out.get(name, (a, b)) != (a, b):
+                raise WakdError(f"--positions {path}: line {line}: {name} again, at {keys[0]}={a}, {keys[1]}={b} "
+                                f"instead of {out[name][0]}, {out[name][1]}; expected one position per image")
+            out[name] = (a, b)
     return kind, out
 
 
@@ -101,11 +111,33 @@ def positions_for(images: list[Path], folder: Path,
             other, rows = read_positions(more)
             if other != kind:
                 raise WakdError(f"--positions {more}: {other} positions, but {files[0]} has {kind}; expected one kind")
+            clash = next((k for k, v in rows.items() if table.get(k, v) != v), None)
+            if clash is not None:
+                raise WakdError(f"--positions {more}: {clash} at {rows[clash]}, but {files[0]}'s other files give "
+                                f"{table[clash]}; expected one position per image")
             table.update(rows)
+        names: dict[str, list[Path]] = {}
+        for p in images:
+            names.setdefault(p.name, []).append(p)
+        used = set()
         for i, p in enumerate(images):
-            pos = table.get(p.relative_to(folder).as_posix(), table.get(p.name))
-            if pos is not None:
-                coords[i] = pos
+            rel = p.relative_to(folder).as_posix()
+            key = rel if rel in table else p.name if p.name in table else None
+            if key is None:
+                continue
+            if key == p.name != rel and len(names[p.name]) > 1:
+                same = ", ".join(q.relative_to(folder).as_posix() for q in names[p.name][:3])
+                raise WakdError(f"--positions {' '.join(map(str, files))}: image {p.name} names "
+                                f"{len(names[p.name])} files under {folder} ({same}); expected the path relative "
+                                "to the folder")
+            coords[i] = table[key]
+            used.add(key)
+        if images and table and not used:
+            raise WakdError(f"--positions {' '.join(map(str, files))}: none of its {len(table)} images is in {folder} "
+                            f"(e.g. {next(iter(table))}); expected paths relative to the folder or file names")
+        if len(used) < len(table):
+            log.warning("--positions: %d of %d rows name no image under %s (e.g. %s)", len(table) - len(used),
+                        len(table), folder, next(k for k in table if k not in used))
         return kind, coords
     for i, p in enumerate(images):
         pos = position_from_name(p)
