@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info, write_json  # noqa: E402
+from machine import exit_on_sigterm, machine_info, write_json  # noqa: E402
 
 
 def write_folder(root: Path, n: int, size: tuple[int, int], seed: int = 0) -> None:
@@ -76,7 +76,7 @@ def run_extract(root: Path, out: Path, net: list[str], args: argparse.Namespace)
         proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode:
             err.seek(0)
-            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err.read()[-2000:]}")
+            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err.read()[-2000:]}")
     with h5py.File(out) as f:
         n = len(f["db/descriptors"]) + len(f["queries/descriptors"])
         dim = f["db/descriptors"].shape[1]
@@ -100,6 +100,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, help="keep the JPEG folder here (reused if it holds the same images)")
     ap.add_argument("--json", "--out", dest="json", type=Path, help="JSON file to write")
     args = ap.parse_args()
+    exit_on_sigterm()
     h, w = (int(v) for v in args.size.split("x"))
     tmp = Path(tempfile.mkdtemp(prefix="wakd-extract-"))
     root = args.data or tmp / "folder"
@@ -115,15 +116,24 @@ def main() -> None:
     result = {"bench": "extract", "machine": machine_info(args.device), "size": args.size, "images": args.images,
               "batch_size": args.batch_size, "workers": args.workers, "decode": args.decode, "threads": args.threads,
               "networks": {}}
+    failed = []
     try:
         for spec in args.models:
             label, net = network_args(spec)
-            result["networks"][label] = r = run_extract(root, tmp / "desc.hdf5", net, args)
+            try:
+                result["networks"][label] = r = run_extract(root, tmp / "desc.hdf5", net, args)
+            except RuntimeError as exc:  # one network's failure is recorded; the others are still measured
+                print(exc, file=sys.stderr, flush=True)
+                result["networks"][label] = {"error": str(exc)[-2000:]}
+                failed.append(label)
+                continue
             print(f"{label}: {r['images']} images in {r['wall_s']} s = {r['img_per_s']} img/s end to end, "
                   f"peak RSS {r['peak_rss_mb']} MB, {r['precision']}, {r['dim']}-d", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    write_json(args.json, result)
+        write_json(args.json, result)
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import pandas as pd
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info, write_json  # noqa: E402
+from machine import exit_on_sigterm, machine_info, write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,6 +80,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", "--out", dest="json", type=Path)
     args = ap.parse_args()
+    exit_on_sigterm()
     cfg = yaml.safe_load(args.config.read_text())
     setup = cfg["models"]["synthetic"]
     common = ["--dataset", "synthetic", "--root", str(args.city), "--device", args.device,
@@ -111,9 +112,12 @@ def main() -> None:
                   f"{r['refresh_s_per_epoch']} s = {r['cache_share']} of refresh + training, val "
                   f"{r['val_s_per_epoch']} s, wall {wall} s"
                   + (f", teacher cache {r['teacher_cache']}" if r["teacher_cache"] else ""), flush=True)
+    except SystemExit as exc:  # the runs measured so far are still written, with the failure
+        result["error"] = str(exc)[-2000:]
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    write_json(args.json, result)
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":

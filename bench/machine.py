@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -41,3 +43,9 @@ def write_json(path: Path | None, result: dict) -> None:
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=1) + "\n")
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM (a time limit's ``timeout``) unwinds like an error, so a benchmark's ``finally`` still
+    writes the figures measured so far."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))

@@ -121,14 +121,16 @@ def test_evaluate_rejects_non_descriptor_file(tmp_path):
 
 
 def test_torch_search_path_matches_faiss_and_names_bad_rows():
-    """The GPU search's code path (float16 chunks as stored, checked on the device), run on the CPU."""
+    """The GPU search's code path (float16 chunks as stored, checked and scored in float32 on the device), run on
+    the CPU."""
     rng = np.random.default_rng(0)
     db = rng.standard_normal((3000, 64)).astype(np.float32)
     db = (db / np.linalg.norm(db, axis=1, keepdims=True)).astype(np.float16)
     q = db[:50].astype(np.float32) + 0.01 * rng.standard_normal((50, 64)).astype(np.float32)
-    _, ref = knn(db, q, 5)
-    _, got = knn(db, q, 5, chunk_rows=1024, device="cpu:0")  # any device but "cpu" takes the torch path
-    assert (ref[:, 0] == got[:, 0]).all() and got.shape == (50, 5)
+    ref_s, ref = knn(db, q, 5)
+    got_s, got = knn(db, q, 5, chunk_rows=1024, device="cpu:0")  # any device but "cpu" takes the torch path
+    assert (ref == got).all() and got.shape == (50, 5) and got_s.dtype == np.float32
+    np.testing.assert_allclose(got_s, ref_s, atol=1e-5)  # scored in float32, as faiss does
     db[1500, 3] = np.nan
     with pytest.raises(WakdError, match="row 1500 is not finite"):
         knn(db, q, 5, chunk_rows=1024, device="cpu:0")

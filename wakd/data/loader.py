@@ -164,6 +164,10 @@ def decode_batch(data: list[torch.Tensor], paths: Sequence[str], size: tuple[int
     interpolation (close to, not bitwise, PIL's bilinear resize)."""
     from torchvision.transforms import InterpolationMode
 
+    if device.type == "cuda":
+        # torchvision's GPU decoder writes on its own stream, not ordered after work queued on ours
+        # (pytorch/vision#9606): let that work finish before the decoder may reuse its memory
+        torch.cuda.current_stream(device).synchronize()
     try:
         imgs = _decode_jpeg(data, device)
     except RuntimeError:

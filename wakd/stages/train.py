@@ -307,6 +307,8 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
     torch.manual_seed(cfg.seed)
     model = build_embednet(cfg.arch, cfg.num_clusters, clusters=cfg.clusters, weights=cfg.weights, **cfg.arch_kwargs)
     precise_bn = wants_precise_bn(model, cfg.precise_bn, pretrained=bool(cfg.weights), what=f"{cfg.arch} network")
+    # on the device before the optimiser exists: a resumed optimiser's state is placed on its parameters' device
+    model = prepare(model, device)
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -332,7 +334,6 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
     # one process: `auto` timed for this network (every rank of a DDP run must agree: there, by the device)
     cfg.precision = resolve_precision(device, cfg.precision, model=model if world == 1 else None, size=cfg.size,
                                       train=True)
-    model = prepare(model, device)
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                                     else None) if world > 1 else model
     if rank == 0:
