@@ -208,6 +208,17 @@ def test_real_benchmark_fails_fast_without_data_then_plans_the_chain(tmp_path):
     assert "results/clusters/vgg16_pitts30k_64_desc_cen.hdf5" in res.stdout + res.stderr
 
 
+@pytest.mark.parametrize("option,needle", [
+    ("seed=-1", "config key seed: -1 is less than the minimum of 0"),
+    ("synthetic={'preset': 'demo', 'seed': 'x'}", "config key synthetic.seed: 'x' is not of type 'integer'"),
+    ("precision=fp64", "config key precision: 'fp64' is not one of"),
+])
+def test_a_bad_config_value_names_its_key(tmp_path, option, needle):
+    repo = workflow_copy(tmp_path / "repo", tiny_workflow_config())
+    res = _snakemake(repo, "-n", "--config", option)
+    assert res.returncode != 0 and needle in res.stdout + res.stderr, res.stdout[-2000:] + res.stderr[-2000:]
+
+
 def test_a_killed_training_job_resumes_to_the_same_weights(tmp_path, request):
     """The teacher's job is killed mid-epoch (as a cluster's time limit does: SIGTERM); Snakemake
     deletes its outputs, the state under results/resume/ stays; the rerun resumes from it and ends

@@ -8,7 +8,18 @@ from snakemake.utils import validate
 from wakd.data import DatasetError, locate_dataset
 from wakd.fingerprint import PACKAGE_DIR, fingerprint
 
-validate(config, schema="../schemas/config.schema.yaml")
+try:
+    validate(config, schema="../schemas/config.schema.yaml")
+except WorkflowError as exc:
+    # name the key: snakemake prints the schema's message alone
+    bad = exc.__context__  # the jsonschema ValidationError snakemake caught
+    if not hasattr(bad, "absolute_path"):
+        raise
+    key = ".".join(map(str, bad.absolute_path)) or "(the whole config)"
+    raise WorkflowError(
+        f"config key {key}: {bad.message} (config/config.yaml, --configfile, --config; "
+        "schema: workflow/schemas/config.schema.yaml)"
+    ) from None
 
 SYNTH = config["synthetic"]
 SYNTH_DIR = f"resources/synthetic/{SYNTH['preset']}-seed{SYNTH['seed']}"
