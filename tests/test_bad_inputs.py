@@ -423,6 +423,32 @@ def test_clean_up_failing_after_sigterm_still_exits_143(signalled, tmp_path, mon
         signal.signal(signal.SIGTERM, before)
 
 
+def test_sigterm_while_outputs_are_renamed_leaves_all_of_them(tmp_path, monkeypatch):
+    """A signal that arrives between two renames of atomic_outputs is held until both are done."""
+    import wakd.utils
+    from wakd.cli import _terminate
+    from wakd.utils import atomic_outputs
+
+    replace = os.replace
+
+    def replace_then_signal(src, dst):
+        replace(src, dst)
+        os.kill(os.getpid(), signal.SIGTERM)  # lands after the first rename
+
+    before = signal.signal(signal.SIGTERM, _terminate)
+    monkeypatch.setattr(wakd.utils.os, "replace", replace_then_signal)
+    try:
+        with pytest.raises(SystemExit) as exc:
+            with atomic_outputs(tmp_path / "a.csv", tmp_path / "a.json") as (csv, note):
+                csv.write_text("x")
+                note.write_text("{}")
+        assert exc.value.code == 128 + signal.SIGTERM  # delivered once both are in place
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert (tmp_path / "a.csv").read_text() == "x" and (tmp_path / "a.json").read_text() == "{}"
+    assert _temporaries(tmp_path) == []
+
+
 def test_stale_temporaries_of_a_killed_run_are_removed(tiny_city, tmp_path):
     """A SIGKILL leaves a temporary; the next write of the same output removes it."""
     stale = tmp_path / ".r.csv.999999.abc.tmp.csv"

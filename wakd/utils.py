@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -97,9 +98,18 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 @contextlib.contextmanager
 def atomic_outputs(*paths: str | os.PathLike | None) -> Iterator[list[Path | None]]:
     """Temporary paths for all the outputs of a command (``None`` passes through), renamed onto
-    their final names together when the block succeeds; on any error none of them appears."""
+    their final names together when the block succeeds; on any error none of them appears.
+
+    SIGTERM and SIGINT are held back while the temporaries are renamed (a few system calls), so a
+    signal cannot leave some outputs renamed and others not; it is delivered right after."""
     with contextlib.ExitStack() as stack:
         yield [stack.enter_context(atomic_path(p)) if p else None for p in paths]
+        held = {signal.SIGTERM, signal.SIGINT}
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        try:
+            stack.close()  # every atomic_path's rename
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def require_file(path: str | os.PathLike, what: str) -> Path:
