@@ -113,7 +113,7 @@ def main() -> None:
         write_folder(root, args.images, (h, w))
         stamp.touch()
         print(f"wrote {args.images} JPEGs of {w}x{h} in {time.perf_counter() - t0:.1f} s", flush=True)
-    result = {"bench": "extract", "machine": machine_info(args.device), "size": args.size, "images": args.images,
+    result = {"bench": "extract", "size": args.size, "images": args.images,
               "batch_size": args.batch_size, "workers": args.workers, "decode": args.decode, "threads": args.threads,
               "networks": {}}
     failed = []
@@ -131,6 +131,8 @@ def main() -> None:
                   f"peak RSS {r['peak_rss_mb']} MB, {r['precision']}, {r['dim']}-d", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        # after the children: a child forked from a parent holding torch would count its pages in its peak RSS
+        result["machine"] = machine_info(args.device)
         write_json(args.json, result)
     if failed:
         sys.exit(f"failed: {', '.join(failed)}")
