@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -345,8 +346,10 @@ def test_evaluate_writes_all_outputs_or_none(files, tmp_path, monkeypatch):
 
 def _kill_midway(argv: list[str], wait_for, sig=signal.SIGTERM, timeout=120) -> int:
     """Start ``wakd argv``, send ``sig`` once ``wait_for()`` is true, return the exit status."""
+    # SIGINT at its default in the child: a shell without job control starts background jobs with it ignored
     proc = subprocess.Popen([sys.executable, "-m", "wakd", *argv], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     t0 = time.time()
     while not wait_for() and proc.poll() is None and time.time() - t0 < timeout:
         time.sleep(0.05)
@@ -437,6 +440,10 @@ def test_sigterm_while_outputs_are_renamed_leaves_all_of_them(tmp_path, monkeypa
 
     before = signal.signal(signal.SIGTERM, _terminate)
     monkeypatch.setattr(wakd.utils.os, "replace", replace_then_signal)
+    # another thread, as torch and faiss start them: the kernel may hand the signal to it
+    done = threading.Event()
+    other = threading.Thread(target=done.wait, daemon=True)
+    other.start()
     try:
         with pytest.raises(SystemExit) as exc:
             with atomic_outputs(tmp_path / "a.csv", tmp_path / "a.json") as (csv, note):
@@ -445,6 +452,7 @@ def test_sigterm_while_outputs_are_renamed_leaves_all_of_them(tmp_path, monkeypa
         assert exc.value.code == 128 + signal.SIGTERM  # delivered once both are in place
     finally:
         signal.signal(signal.SIGTERM, before)
+        done.set()
     assert (tmp_path / "a.csv").read_text() == "x" and (tmp_path / "a.json").read_text() == "{}"
     assert _temporaries(tmp_path) == []
 

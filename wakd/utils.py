@@ -14,6 +14,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,15 +102,32 @@ def atomic_outputs(*paths: str | os.PathLike | None) -> Iterator[list[Path | Non
     their final names together when the block succeeds; on any error none of them appears.
 
     SIGTERM and SIGINT are held back while the temporaries are renamed (a few system calls), so a
-    signal cannot leave some outputs renamed and others not; it is delivered right after."""
+    signal cannot leave some outputs renamed and others not; it takes effect right after."""
     with contextlib.ExitStack() as stack:
         yield [stack.enter_context(atomic_path(p)) if p else None for p in paths]
-        held = {signal.SIGTERM, signal.SIGINT}
-        before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-        try:
+        with signals_held():
             stack.close()  # every atomic_path's rename
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+@contextlib.contextmanager
+def signals_held(held: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> Iterator[None]:
+    """Run the block with the Python handlers of ``held`` replaced by a recorder; afterwards restore
+    them and raise the first signal that arrived, so its handler runs then. (Masking the signal in
+    this thread would not do: the kernel hands it to any thread of the process that does not mask it
+    — torch's and faiss's threads — and Python runs the handler in the main thread all the same.)
+    Outside the main thread, where handlers cannot be set, the block just runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    before = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        if caught:
+            signal.raise_signal(caught[0])
 
 
 def require_file(path: str | os.PathLike, what: str) -> Path:
