@@ -15,8 +15,6 @@ search of the same file runs first in another child (both sets read whole into f
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +24,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import exit_on_sigterm, machine_info, write_json  # noqa: E402
+from machine import exit_on_sigterm, machine_info, run_child, write_json  # noqa: E402
 
 STR = h5py.string_dtype("utf-8")
 
@@ -57,18 +55,6 @@ t1 = time.perf_counter()
 faiss.knn(q, db, 20, metric=faiss.METRIC_INNER_PRODUCT)
 print(round(t1 - t0, 2), round(time.perf_counter() - t1, 2))
 """
-
-
-def run_child(cmd: list[str]) -> tuple[float, int, str]:
-    """(wall seconds, peak RSS bytes, stdout) of one child process."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status):
-        raise SystemExit(f"{' '.join(cmd[:4])} ... failed ({os.waitstatus_to_exitcode(status)})")
-    return wall, usage.ru_maxrss * 1024, out
 
 
 def main() -> None:

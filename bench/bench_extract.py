@@ -19,9 +19,7 @@ used (from the output file), the descriptor size.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import exit_on_sigterm, machine_info, write_json  # noqa: E402
+from machine import exit_on_sigterm, machine_info, run_child, write_json  # noqa: E402
 
 
 def write_folder(root: Path, n: int, size: tuple[int, int], seed: int = 0) -> None:
@@ -68,21 +66,13 @@ def run_extract(root: Path, out: Path, net: list[str], args: argparse.Namespace)
            "--decode", args.decode, "--out", str(out)]
     if args.threads:
         cmd = ["env", f"OMP_NUM_THREADS={args.threads}", *cmd]
-    with tempfile.TemporaryFile("w+") as err:  # a file, not a pipe: a long log cannot block the child
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode:
-            err.seek(0)
-            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err.read()[-2000:]}")
+    wall, peak, _ = run_child(cmd)
     with h5py.File(out) as f:
         n = len(f["db/descriptors"]) + len(f["queries/descriptors"])
         dim = f["db/descriptors"].shape[1]
         precision = str(f.attrs.get("precision", ""))
     return {"images": n, "wall_s": round(wall, 2), "img_per_s": round(n / wall, 1),
-            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "precision": precision, "dim": int(dim)}
+            "peak_rss_mb": round(peak / 2**20, 1), "precision": precision, "dim": int(dim)}
 
 
 def main() -> None:

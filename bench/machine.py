@@ -6,7 +6,9 @@ import json
 import os
 import platform
 import signal
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,3 +51,20 @@ def exit_on_sigterm() -> None:
     """SIGTERM (a time limit's ``timeout``) unwinds like an error, so a benchmark's ``finally`` still
     writes the figures measured so far."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+def run_child(cmd: list[str]) -> tuple[float, int, str]:
+    """(wall seconds, peak RSS bytes of that process alone, stdout) of ``cmd``; RuntimeError with the tail of
+    its stderr if it fails. Output goes to files, not pipes: a long log cannot block the child. Call it before
+    importing torch here: a forked child counts the parent's pages in its peak until it execs."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        out.seek(0)
+        err.seek(0)
+        rc = os.waitstatus_to_exitcode(status)
+        if rc:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({rc}):\n{err.read()[-2000:]}")
+        return wall, usage.ru_maxrss * 1024, out.read()
