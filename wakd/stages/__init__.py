@@ -20,6 +20,7 @@ extract              :mod:`.extract`           descriptors (HDF5, :mod:`wakd.des
 gather               :mod:`.gather`            descriptors joined from ``extract --shard``
 evaluate             :mod:`.evaluate`          Recall@N table, predictions, figure
 summarize            :mod:`.summarize`         combined table, Recall@N figure
+ablation             :mod:`.ablation`          the KD ablation table: mean, CI, paired differences
 index                :mod:`.index`             an index of anyone's photos (:mod:`wakd.index`)
 query                :mod:`.query`             the index's closest photos to query images
 export               :mod:`.export`            the network as ONNX / TorchScript
@@ -63,6 +64,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("gather", "wakd.stages.gather", "GatherConfig", stage="gather"),
     Command("evaluate", "wakd.stages.evaluate", "EvaluateConfig", stage="evaluate"),
     Command("summarize", "wakd.stages.summarize", "SummarizeConfig", stage="summarize"),
+    Command("ablation", "wakd.stages.ablation", "AblationConfig", stage="ablation"),
     Command("index", "wakd.stages.index", "IndexConfig", stage="index"),
     Command("query", "wakd.stages.query", "QueryConfig"),
     Command("export", "wakd.stages.export", "ExportConfig"),

@@ -4,7 +4,7 @@ The student (backbone + NetVLAD, usually MobileNetV3) is trained by the teacher-
 :mod:`wakd.stages.train` (tuple mining with the student's own descriptors, checkpoints, resume,
 validation, DDP, autocast) with this objective per batch of tuples::
 
-    loss = hard_loss + kd_weight * (kd_vlad + kd_att) + soft_weight * kd_rank
+    loss = hard_loss + kd_weight * (kd_vlad + kd_att) + soft_weight * kd_rank   (--kd-terms: which of the two)
     hard_loss = ranking loss (SARE-ind on dot products / 0.07 by default) on the student's descriptors
     kd_vlad   = MSE(G(V_s), G(V_t)),  V = intra-normalised NetVLAD residuals, before the final L2
     kd_att    = MSE(G(M_s), G(M_t)),  M = attention maps (:mod:`wakd.models.attention`)
@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 
 GRAM_FORMS = ("rownorm", "cosine")
+KD_TERMS = ("vlad", "att")  # kd_vlad, kd_att
 
 
 @dataclass(kw_only=True)
@@ -75,6 +76,9 @@ class DistillConfig(TrainConfig):
     teacher_num_clusters: int | None = option(None, "teacher NetVLAD K when not recorded", low=1)
     teacher_last_layer: int = option(3, "resnet* teacher cut (with --teacher-arch)", choices=(3, 4))
     kd_weight: float = option(100.0, "weight of the KD terms (0: no KD)", low=0)
+    kd_terms: tuple[str, ...] = option(KD_TERMS, "the Gram terms --kd-weight applies to: vlad (NetVLAD residuals), "
+                                                 "att (attention maps); a term left out is logged with weight 0 "
+                                                 "(the ablation's one-term variants)", choices=KD_TERMS)
     soft_weight: float = option(0.0, "weight of the soft ranking term kd_rank: KL from the teacher's softmax over "
                                      "each tuple's candidates (SFRS-style soft labels from the teacher)", low=0)
     gram: str = option("rownorm", "batch similarity matrices of the KD terms: rownorm = normalize(X Xt, dim=1) as "
@@ -259,7 +263,8 @@ class DistillObjective(RankingObjective):
     def __init__(self, cfg: DistillConfig, teacher: EmbedNet, device: torch.device,
                  cache: TeacherCache | None = None) -> None:
         super().__init__(cfg)
-        self.kd_weight, self.form, self.soft_weight = cfg.kd_weight, cfg.gram, cfg.soft_weight
+        self.form, self.soft_weight = cfg.gram, cfg.soft_weight
+        self.gram_weights = {f"kd_{t}": cfg.kd_weight if t in cfg.kd_terms else 0.0 for t in KD_TERMS}
         self.soft_temperature = cfg.temperature or SOFT_TEMPERATURE
         # with the cache the teacher never runs in training: it stays where it is (the CPU) until asked
         self.teacher, self.cache = (teacher if cache is not None else prepare(teacher, device)).eval(), cache
@@ -276,7 +281,7 @@ class DistillObjective(RankingObjective):
         hard = self.ranking_loss(s["desc"], b, t)
         kd = kd_terms(s, tch, self.form)
         kd["kd_rank"] = soft_ranking_kd(s["desc"], tch["desc"], b, t, self.soft_temperature)
-        weights = {"kd_vlad": self.kd_weight, "kd_att": self.kd_weight, "kd_rank": self.soft_weight}
+        weights = {**self.gram_weights, "kd_rank": self.soft_weight}
         # a term of weight 0 is logged, but kept out of the graph (no gradient to take for its share)
         weighted = {"hard": hard, **{k: w * kd[k] if w else kd[k].detach() * 0.0 for k, w in weights.items()}}
         return {"loss": sum(weighted.values()), "hard_loss": hard, **kd,

@@ -1,5 +1,6 @@
 # Config validation (defaults filled in by the schema) and the helpers every rule file uses.
 import shlex
+from argparse import Namespace
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -312,6 +313,85 @@ def default_targets():
     ]
 
 
+# The KD ablation (config `ablation:`, target results/synthetic_ablation.csv): runs of (city seed,
+# training seed), each with its own teacher and every student variant distilled from it.
+ABLATION = config["ablation"]
+ABLATION_DIR = "results/ablation/city{city}/seed{seed}"
+# Rows without a variant block: the networks as initialised and the teacher.
+ABLATION_FIXED = ["teacher_init", "teacher", "student_init"]
+
+
+def city_dir(city):
+    """The folder of the city rendered with seed `city` (the configured preset and size)."""
+    return f"resources/synthetic/{SYNTH['preset']}-seed{city}"
+
+
+def ablation_runs():
+    """(city, training seed) pairs: every seed on the first city, the first `other_city_seeds`
+    seeds on each other city."""
+    first, *others = ABLATION["cities"]
+    seeds = ABLATION["seeds"]
+    runs = [(first, s) for s in seeds]
+    runs += [(c, s) for c in others for s in seeds[: ABLATION["other_city_seeds"]]]
+    return list(dict.fromkeys(runs))
+
+
+def ablation_arms():
+    return [*ABLATION_FIXED, *ABLATION["variants"]]
+
+
+def ablation_role(arm):
+    return "teacher" if arm.startswith("teacher") else "student"
+
+
+def variant_block(name):
+    """The options of a student variant, laid over `models.synthetic.student.train`."""
+    return ABLATION["variants"][name]
+
+
+def run_dir(wc):
+    return ABLATION_DIR.format(city=wc.city, seed=wc.seed)
+
+
+def in_run(wc):
+    """What makes a job part of run (city, seed): the city's folder and the training seed."""
+    return {"root": city_dir(wc.city), "seed": int(wc.seed)}
+
+
+def ablation_training(stage, role, wc, variant=None):
+    """All options of `wakd train` / `wakd distill` for a network of the run `wc`."""
+    m = net("synthetic", role)
+    block = variant_block(variant) if variant else {}
+    return options(
+        network(m),
+        reading("synthetic"),
+        running(stage, "synthetic"),
+        m["train"],
+        block,
+        in_run(wc),
+    )
+
+
+def ablation_checkpoint(arm):
+    """The trained weights of an arm, relative to its run folder (None: as initialised)."""
+    return None if arm.endswith("_init") else f"{arm}/model_best.pth.tar"
+
+
+def ablation_recall_files():
+    return [
+        f"results/ablation/city{c}/seed{s}/{arm}_test_recall.csv"
+        for c, s in ablation_runs()
+        for arm in ablation_arms()
+    ]
+
+
+def no_kd(trainset):
+    """The options of the no-KD student: for the city, the ablation's `student_nokd` recipe
+    (chosen by its own search on the validation split), else the student's with no KD terms."""
+    block = ABLATION["variants"].get("student_nokd", {}) if trainset == "synthetic" else {}
+    return {**block, "kd_weight": 0.0, "soft_weight": 0.0}
+
+
 def check_options():
     """Parse the config blocks that become command lines as their jobs will (`wakd synth` for the
     city, `wakd train` for teachers, `wakd distill` for students): a key that is not an option of
@@ -327,6 +407,12 @@ def check_options():
             if role == "student":
                 args += " --teacher x"
             checks.append((f"models.{name}.{role}", command, args))
+    for variant in ABLATION["variants"]:
+        wc = Namespace(city=ABLATION["cities"][0], seed=config["seed"])
+        args = ablation_training("distill", "student", wc, variant)
+        checks.append(
+            (f"ablation.variants.{variant}", "distill", f"{args} --out-dir x --teacher x")
+        )
     for where, command, args in checks:
         try:
             parse_options(command, shlex.split(args))

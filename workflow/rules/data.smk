@@ -1,16 +1,20 @@
+# The configured city (SYNTH_DIR), or another seed of it (the KD ablation's other cities).
 rule synth:
     output:
-        city=directory(SYNTH_DIR),
+        city=directory("resources/synthetic/{preset}-seed{city}"),
     log:
-        "results/logs/synth.log",
+        "results/logs/synth_{preset}-seed{city}.log",
     benchmark:
-        "results/benchmarks/synth.tsv"
+        "results/benchmarks/synth_{preset}-seed{city}.tsv"
+    wildcard_constraints:
+        preset="tiny|demo|large",
+        city=r"\d+",
     conda:
         "../envs/wakd.yaml"
     threads: 4
     params:
         code=code("synth"),
-        args=options(SYNTH),
+        args=lambda wc: options(SYNTH, preset=wc.preset, seed=wc.city),
     shell:
         "wakd --log-file {log} synth {params.args} --workers {threads} --overwrite --out {output.city}"
 

@@ -36,8 +36,7 @@ rule train_teacher:
         "--threads {threads} --out-dir {params.out_dir} --state-dir {params.state} --resume auto"
 
 
-# The ablation student (`nokd`): the same options, no distillation.
-NO_KD = {"kd": {}, "nokd": {"kd_weight": 0.0, "soft_weight": 0.0}}
+# The no-KD student (`nokd`): no distillation, with its own recipe (common.smk::no_kd).
 
 
 rule distill_student:
@@ -62,7 +61,12 @@ rule distill_student:
     params:
         launch=launcher("distill"),
         code=lambda wc: code("distill", wc.trainset),
-        args=lambda wc: training("distill", wc.trainset, "student", **NO_KD[wc.variant]),
+        args=lambda wc: training(
+            "distill",
+            wc.trainset,
+            "student",
+            **(no_kd(wc.trainset) if wc.variant == "nokd" else {}),
+        ),
         out_dir=subpath(output.best, parent=True),
         state="results/resume/{trainset}/student_{variant}",
     shell:
