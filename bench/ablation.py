@@ -1,111 +1,188 @@
-"""The KD ablation over training seeds: teacher / student + KD / student without KD, mean and spread.
+"""The KD ablation's evidence: keep every run's files, recompute every figure from them.
 
-    python bench/ablation.py run --seeds 0 1 2 --out-dir results/ablation --cores 2 [-- snakemake options]
-    python bench/ablation.py table --out-dir results/ablation [--json ablation.json]
+    python bench/ablation.py collect [--results results] [--out bench/results/ablation]
+    python bench/ablation.py report  [--out bench/results/ablation] [--write]
+    python bench/ablation.py search  [--out bench/results/ablation] [--write]
 
-``run`` runs the demo pipeline (`snakemake --cores N`, the default targets) once per seed in
-``OUT_DIR/seed<N>`` with ``--config seed=N`` (clustering, training and distillation seed; the city
-is the configured one, rendered once into ``--resources`` (default: the checkout's) and shared
-through a symlink). ``table`` reads every
-``seed*/results/synthetic_recall.csv`` and prints, per model and condition, the mean and the
-spread (min-max) of test Recall@1 and @5 (25 m rule) over the seeds, as Markdown, plus the
-goal checks of issue 12 (KD student's day R@1 vs teacher and vs no-KD student), per seed too.
+``collect`` copies, from the pipeline's ``results/ablation/city*/seed*/`` (the target
+``results/synthetic_ablation.csv``, see README "The KD ablation"), each run's recall CSVs with
+their ``.info.json`` (options, seed, versions, commit, date) and each trained network's
+``history.csv`` into ``OUT/runs/city*/seed*/``, and records the machine (CPU model and flags,
+versions, commit, date) in ``OUT/machine-<date>.json``. Files already there are kept unless the
+new one differs (then it is replaced and named).
+
+``report`` recomputes the ablation table from ``OUT/runs`` with the pipeline's own code
+(:mod:`wakd.stages.ablation`: the variants of ``config/config.yaml``, paired to ``student_nokd``)
+into ``OUT/table.csv`` and prints it as Markdown; with ``--write`` it also replaces the parts of
+BENCHMARKS.md and README.md between ``<!-- ablation:NAME -->`` and ``<!-- /ablation:NAME -->``.
+
+``search`` tabulates the no-KD recipe search (``config/nokd_search.yaml``): per variant, the best
+validation R@5 of each run (what selects its ``model_best``) and R@1 at that epoch, the mean over
+runs, and the pick (highest mean R@5), into ``OUT/nokd_search.csv``; ``--write`` puts it in
+BENCHMARKS.md as well.
 """
 
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
-import subprocess
+import re
+import shutil
 import sys
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS = ["teacher_init", "teacher", "student_kd", "student_nokd"]
-CONDITIONS = ["all", "day", "sunset", "night"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import cpu_model_and_flags  # noqa: E402
+from wakd.stages.ablation import ablation_table, markdown, read_runs  # noqa: E402
+
+RUN = re.compile(r"city(\d+)/seed(\d+)$")
 
 
-def run(seeds: list[int], out_dir: Path, cores: int, extra: list[str], resources: Path) -> None:
-    """One pipeline per seed in OUT_DIR/seed<N>, every one reading the city from ``resources``."""
-    resources.mkdir(parents=True, exist_ok=True)
-    for seed in seeds:
-        work = out_dir / f"seed{seed}"
-        work.mkdir(parents=True, exist_ok=True)
-        for name, target in (("resources", resources), ("config", REPO / "config")):
-            if not (work / name).exists():  # the city, and the configfile the Snakefile names
-                (work / name).symlink_to(target.resolve())
-        cmd = ["snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(work), "--cores", str(cores),
-               "--config", f"seed={seed}", *extra]
-        print("+", " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True)
+def collect(results: Path, out: Path) -> None:
+    """Copy each run's recall CSVs (+ .info.json) and histories from ``results/ablation`` to ``out/runs``."""
+    copied = replaced = 0
+    for run in sorted((results / "ablation").glob("city*/seed*")):
+        dest = out / "runs" / run.relative_to(results / "ablation")
+        files = [*run.glob("*_test_recall.csv"), *run.glob("*_test_recall.csv.info.json"), *run.glob("*/history.csv")]
+        for f in files:
+            target = dest / f.relative_to(run)
+            if target.exists() and filecmp.cmp(f, target, shallow=False):
+                continue
+            if target.exists():
+                print(f"replaced: {target}")
+                replaced += 1
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, target)
+            copied += 1
+    import torch
+
+    from wakd.provenance import git_commit
+
+    model, flags = cpu_model_and_flags()
+    machine = {"date": date.today().isoformat(), "commit": git_commit(), "cpu": model, "cpu_flags": flags,
+               "torch": torch.__version__, "cores": torch.get_num_threads()}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"machine-{machine['date']}.json").write_text(json.dumps(machine, indent=2) + "\n")
+    print(f"{copied} file(s) copied ({replaced} replaced) into {out / 'runs'}")
 
 
-def table(out_dir: Path, runs: list[Path] | None = None) -> dict:
-    """The table over ``OUT_DIR/seed*`` (or the given run folders, each holding results/synthetic_recall.csv)."""
+def variants() -> list[str]:
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    return ["teacher_init", "teacher", "student_init", *cfg["ablation"]["variants"]]
+
+
+def report(out: Path) -> tuple[pd.DataFrame, str]:
+    """The table of the configured variants over every committed run, and its Markdown."""
+    wanted = variants()
+    paths = [p for p in sorted((out / "runs").glob("city*/seed*/*_test_recall.csv"))
+             if p.name.removesuffix("_test_recall.csv") in wanted]
+    runs = read_runs(paths)
+    table = ablation_table(runs, "student_nokd", "teacher")
+    table.to_csv(out / "table.csv", index=False, float_format="%.6f")
+    listing = ", ".join(sorted(runs["run"].unique()))
+    text = (f"Runs ({runs['run'].nunique()}): {listing}. Test split, 25 m rule, % of queries; mean [95 % "
+            "t-interval] over runs; Δ: paired difference to `student_nokd` [95 % t-interval]; / teacher: "
+            "ratio of means over the same runs. Raw files: `bench/results/ablation/runs/`; this table: "
+            "`python bench/ablation.py report` (`bench/results/ablation/table.csv`).\n\n" + markdown(table))
+    return table, text
+
+
+def search(out: Path) -> tuple[pd.DataFrame, str]:
+    """Best validation R@5 per run of each search variant, its mean over runs, and the pick."""
+    cfg = yaml.safe_load((REPO / "config/nokd_search.yaml").read_text())
     rows = []
-    folders = runs or sorted(out_dir.glob("seed*"))
-    for folder in folders:
-        csv = folder / "results/synthetic_recall.csv"
-        if not csv.exists():
-            sys.exit(f"{csv}: no such file (run the pipeline there first)")
-        df = pd.read_csv(csv)
-        df = df[(df["rule"] == "25m") & (df["split"] == "test")].copy()
-        df["seed"] = folder.name
-        rows.append(df)
+    for name, block in cfg["ablation"]["variants"].items():
+        for hist in sorted((out / "runs").glob(f"city*/seed*/{name}/history.csv")):
+            h = pd.read_csv(hist)
+            best = h.loc[h["R@5"].idxmax()]  # the first epoch reaching the maximum, as model_best keeps
+            rows.append({"variant": name, "run": "-".join(hist.parts[-4:-2]), "lr": block["lr"],
+                         "steps": block["epochs"] * 100, "best_epoch": int(best["epoch"]),
+                         "val_R@5": best["R@5"], "val_R@1": best["R@1"], "epochs_run": len(h)})
     if not rows:
-        sys.exit(f"no seed*/results/synthetic_recall.csv under {out_dir}")
-    df = pd.concat(rows)
-    df = df[df["model"].str.split("-").str[0].isin(MODELS)]
-    df["model"] = df["model"].str.split("-").str[0]
-    seeds = sorted(df["seed"].unique())
-    print(f"runs: {seeds}\n")
-    print("| model | " + " | ".join(f"R@1 {c} | R@5 {c}" for c in CONDITIONS) + " |")
-    print("|---|" + "---|" * (2 * len(CONDITIONS)))
-    summary = {}
-    for model in MODELS:
-        cells = []
-        for cond in CONDITIONS:
-            part = df[(df["model"] == model) & (df["condition"] == cond)]
-            for col in ("R@1", "R@5"):
-                v = 100 * part[col]
-                summary[f"{model} {col} {cond}"] = {"mean": v.mean(), "min": v.min(), "max": v.max(),
-                                                    "per_seed": dict(zip(part["seed"].tolist(), v.round(1)))}
-                cells.append(f"{v.mean():.1f} ({v.min():.1f}–{v.max():.1f})")
-        print(f"| {model} | " + " | ".join(cells) + " |")
-    day = df[df["condition"] == "day"].pivot(index="seed", columns="model", values="R@1") * 100
-    print("\nday R@1 per seed:\n" + day.round(1).to_string())
-    kd, nokd, teacher = day["student_kd"].mean(), day["student_nokd"].mean(), day["teacher"].mean()
-    checks = {"kd_over_teacher": kd / teacher, "kd_minus_nokd_points": kd - nokd,
-              "kd_beats_nokd_seeds": int((day["student_kd"] > day["student_nokd"]).sum()), "seeds": len(seeds)}
-    print(f"\nKD student day R@1 = {100 * checks['kd_over_teacher']:.0f} % of the teacher's (goal >= 85 %); "
-          f"{checks['kd_minus_nokd_points']:+.1f} points over the no-KD student (goal >= +3); KD ahead in "
-          f"{checks['kd_beats_nokd_seeds']} of {len(seeds)} seeds")
-    return {"summary": summary, "checks": checks}
+        sys.exit(f"no search histories under {out / 'runs'} (run the search, then collect)")
+    df = pd.DataFrame(rows)
+    df.to_csv(out / "nokd_search.csv", index=False, float_format="%.4f")
+    mean = df.groupby("variant", sort=False).agg(lr=("lr", "first"), steps=("steps", "first"),
+                                                 runs=("run", "count"), val_R5=("val_R@5", "mean"),
+                                                 val_R1=("val_R@1", "mean"))
+    pick = mean["val_R5"].idxmax()
+    per_run = df.pivot(index="variant", columns="run", values="val_R@5").reindex(mean.index)
+    lines = ["| variant | lr | steps | " + " | ".join(f"val R@5 {r}" for r in per_run.columns) +
+             " | mean val R@5 | mean val R@1 at it |", "|" + "---|" * (5 + len(per_run.columns))]
+    for name, r in mean.iterrows():
+        cells = [f"**{name}**" if name == pick else name, f"{r['lr']:g}", str(r["steps"])]
+        cells += [f"{100 * v:.1f}" for v in per_run.loc[name]]
+        cells += [f"{100 * r['val_R5']:.1f}", f"{100 * r['val_R1']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    text = ("Validation split (300 queries of all conditions, 25 m), best epoch of each run by R@5 (what "
+            "selects `model_best`); raw: `bench/results/ablation/runs/*/*/student_nokd_*/history.csv`, table: "
+            f"`python bench/ablation.py search` (`bench/results/ablation/nokd_search.csv`). Pick: **{pick}**.\n\n"
+            + "\n".join(lines) + "\n")
+    return df, text
+
+
+def replace_between(path: Path, name: str, text: str) -> None:
+    """Replace what lies between ``<!-- ablation:NAME -->`` and ``<!-- /ablation:NAME -->`` in ``path``."""
+    doc = path.read_text()
+    start, end = f"<!-- ablation:{name} -->", f"<!-- /ablation:{name} -->"
+    if start not in doc or end not in doc:
+        sys.exit(f"{path}: no {start} ... {end} markers")
+    head, rest = doc.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{text.strip()}\n{end}{tail}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run")
-    r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    r.add_argument("--out-dir", type=Path, default=Path("results/ablation"))
-    r.add_argument("--cores", type=int, default=2)
-    r.add_argument("--resources", type=Path, default=REPO / "resources",
-                   help="folder holding (or receiving) the rendered city, shared by every seed")
-    r.add_argument("extra", nargs="*", help="more snakemake options (after --)")
-    t = sub.add_parser("table")
-    t.add_argument("--out-dir", type=Path, default=Path("results/ablation"))
-    t.add_argument("--json", type=Path)
-    t.add_argument("--runs", type=Path, nargs="+", help="run folders to tabulate instead of OUT_DIR/seed*")
+    ap.add_argument("command", choices=("collect", "report", "search"))
+    ap.add_argument("--results", type=Path, default=REPO / "results")
+    ap.add_argument("--out", type=Path, default=REPO / "bench/results/ablation")
+    ap.add_argument("--write", action="store_true", help="also update BENCHMARKS.md (and README.md)")
     args = ap.parse_args()
-    if args.cmd == "run":
-        run(args.seeds, args.out_dir, args.cores, args.extra, args.resources)
-    else:
-        out = table(args.out_dir, args.runs)
-        if args.json:
-            args.json.write_text(json.dumps(out, indent=2, default=float) + "\n")
+    if args.command == "collect":
+        collect(args.results, args.out)
+        return
+    if args.command == "search":
+        _, text = search(args.out)
+        print(text)
+        if args.write:
+            replace_between(REPO / "BENCHMARKS.md", "search", text)
+        return
+    table, text = report(args.out)
+    print(text)
+    if args.write:
+        replace_between(REPO / "BENCHMARKS.md", "table", text)
+        replace_between(REPO / "README.md", "headline", headline(table))
+
+
+def headline(table: pd.DataFrame) -> str:
+    """The README's one-paragraph summary: the best KD variant (by mean day R@1) against no KD and the teacher."""
+    part = table[(table["rule"] == "25m")].set_index(["variant", "condition"])
+    kd = [v for v in part.index.get_level_values(0).unique() if v.startswith("student_") and v not in
+          ("student_nokd", "student_init")]
+    best = max(kd, key=lambda v: part.loc[(v, "day"), "R@1_mean"])
+
+    def fmt(v: str, c: str, kind: str = "") -> str:
+        r = part.loc[(v, c)]
+        m, lo, hi = 100 * r[f"R@1{kind or '_mean'}"], 100 * r[f"R@1{kind}_lo"], 100 * r[f"R@1{kind}_hi"]
+        sign, unit = ("+" if m > 0 else "", " points") if kind else ("", " %")
+        return f"{sign}{m:.1f}{unit} [{lo:+.1f}, {hi:+.1f}]" if pd.notna(lo) and kind else (
+            f"{m:.1f}{unit} [{lo:.1f}, {hi:.1f}]" if pd.notna(lo) else f"{sign}{m:.1f}{unit}")
+
+    n = int(part.loc[(best, "day"), "runs"])
+    return (f"KD ablation, {n} runs (test R@1 at 25 m, mean [95 % CI]): the best distilled student, `{best}`, "
+            f"reaches {fmt(best, 'day')} by day and {fmt(best, 'all')} over all conditions, "
+            f"{100 * part.loc[(best, 'day'), 'R@1_teacher']:.0f} % of the teacher's day R@1 "
+            f"({fmt('teacher', 'day')}); paired gain over the no-KD student (`student_nokd`, its own recipe): "
+            f"{fmt(best, 'day', '_diff')} by day, {fmt(best, 'all', '_diff')} over all conditions. "
+            "Every variant, condition and run: BENCHMARKS.md, \"The KD ablation\".")
 
 
 if __name__ == "__main__":

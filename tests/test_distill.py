@@ -142,6 +142,31 @@ def test_no_gradient_reaches_the_teacher():
     assert sum(p.grad.abs().sum().item() for p in student.parameters() if p.grad is not None) > 0
 
 
+@pytest.mark.parametrize("terms", [("vlad",), ("att",)])
+def test_kd_terms_weights_one_gram_term(terms):
+    """--kd-terms vlad (att): kd_weight applies to that Gram term alone; the other is logged, with no gradient."""
+    torch.manual_seed(5)
+    student, teacher = build_embednet("mobilenetv3_small", 4), build_embednet("resnet18", 4)
+    cfg = DistillConfig(arch="mobilenetv3_small", dataset="synthetic", root=".", out_dir=".", teacher="",
+                        kd_weight=100.0, kd_terms=terms)
+    student.train()
+    parts = DistillObjective(cfg, teacher, torch.device("cpu"))(student, torch.randn(8, 3, 64, 64), 2, 4,
+                                                                 torch.device("cpu"), "fp32")
+    (on,), (off,) = [f"kd_{t}" for t in terms], [f"kd_{t}" for t in ("vlad", "att") if t not in terms]
+    assert parts[on].item() > 0 and parts[off].item() > 0  # both logged
+    assert parts[f"gshare_{on}"].item() > 0 and parts[f"gshare_{off}"].item() == 0.0
+    assert parts["loss"].item() == pytest.approx(parts["hard_loss"].item() + 100 * parts[on].item(), rel=1e-5)
+
+
+def test_kd_terms_option_is_checked():
+    from wakd.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["distill", "--dataset", "synthetic", "--root", ".", "--out-dir", ".", "--teacher", "t",
+              "--arch", "resnet18", "--kd-terms", "residuals"])
+    assert exc.value.code == 2
+
+
 @pytest.fixture(scope="module")
 def trained_teacher(tiny_city, tmp_path_factory):
     base = tmp_path_factory.mktemp("teacher")

@@ -109,6 +109,40 @@ def test_report_holds_the_recall_table_and_figures(pipeline):
     assert "student_kd_test_predictions.png" in html
 
 
+def test_ablation_target_tabulates_every_run(pipeline):
+    """results/synthetic_ablation.csv on the tiny city (one city, one seed, two of the variants): one row
+    per (variant, rule, condition), whose means are the runs' own recall CSVs; a new variant reruns only
+    its own jobs."""
+    path = pipeline / "config/config.yaml"
+    original = path.read_text()
+    cfg = yaml.safe_load(original)
+    variants = cfg["ablation"]["variants"]
+    cfg["ablation"].update(cities=[0], seeds=[0], variants={k: variants[k] for k in ("student_nokd", "student_gram")})
+    path.write_text(yaml.safe_dump(cfg))
+    try:
+        res = _snakemake(pipeline, "results/synthetic_ablation.csv")
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-5000:]
+        table = pd.read_csv(pipeline / "results/synthetic_ablation.csv")
+        arms = ["teacher_init", "teacher", "student_init", "student_nokd", "student_gram"]
+        assert list(dict.fromkeys(table["variant"])) == arms
+        for arm in arms:
+            own = pd.read_csv(pipeline / f"results/ablation/city0/seed0/{arm}_test_recall.csv")
+            assert set(own["model"]) == {f"{arm}@city0-seed0"}
+            merged = own.merge(table[table["variant"] == arm], on=["rule", "condition"])
+            assert len(merged) == len(own) and (merged["runs"] == 1).all()
+            assert (merged["R@1"] - merged["R@1_mean"]).abs().max() < 1e-6
+        steps = pd.read_csv(pipeline / "results/ablation/city0/seed0/student_gram/steps.csv")
+        assert (steps["gshare_kd_rank"] == 0).all() and (steps["gshare_kd_vlad"] > 0).all()
+        cfg["ablation"]["variants"]["student_gram_att"] = {"kd_weight": 100.0, "kd_terms": ["att"], "soft_weight": 0.0}
+        path.write_text(yaml.safe_dump(cfg))
+        res = _snakemake(pipeline, "-n", "results/synthetic_ablation.csv")
+        jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", (res.stdout + res.stderr).split("Job stats:", 1)[1], flags=re.M))
+        assert {k: int(v) for k, v in jobs.items() if k != "total"} == {
+            "ablation_student": 1, "ablation_extract": 1, "ablation_evaluate": 1, "ablation_table": 1}
+    finally:
+        path.write_text(original)
+
+
 def _edit(path: Path, text: str = "\n_EDITED_BY_TEST_WORKFLOW = 1\n"):
     """Append code (by default; comments and docstrings are not code) to a module; returns the undo."""
     original = path.read_text()

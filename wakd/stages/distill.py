@@ -9,7 +9,8 @@ validation, DDP, autocast) with this objective per batch of tuples::
     kd_vlad   = MSE(G(V_s), G(V_t)),  V = intra-normalised NetVLAD residuals, before the final L2
     kd_att    = MSE(G(M_s), G(M_t)),  M = attention maps (:mod:`wakd.models.attention`)
     G(X)      = rownorm(X Xᵀ) over the images of the batch (``--gram rownorm``, the default)
-    kd_rank   = KL(teacher || student) of each tuple's softmax over its candidates (:func:`soft_ranking_kd`)
+    kd_rank   = KL(teacher || student) of each tuple's softmax over its candidates (:func:`soft_ranking_kd`;
+                ours, not a term of the WAKD or SFRS code)
 
 The Gram matrices make teacher and student comparable although their descriptor sizes and
 feature-map resolutions differ. ``rownorm`` is what the WAKD code computes
@@ -79,8 +80,8 @@ class DistillConfig(TrainConfig):
     kd_terms: tuple[str, ...] = option(KD_TERMS, "the Gram terms --kd-weight applies to: vlad (NetVLAD residuals), "
                                                  "att (attention maps); a term left out is logged with weight 0 "
                                                  "(the ablation's one-term variants)", choices=KD_TERMS)
-    soft_weight: float = option(0.0, "weight of the soft ranking term kd_rank: KL from the teacher's softmax over "
-                                     "each tuple's candidates (SFRS-style soft labels from the teacher)", low=0)
+    soft_weight: float = option(0.0, "weight of the soft ranking term kd_rank (ours, not in the WAKD or SFRS code): "
+                                     "KL from the frozen teacher's softmax over each tuple's candidates", low=0)
     gram: str = option("rownorm", "batch similarity matrices of the KD terms: rownorm = normalize(X Xt, dim=1) as "
                                   "in the WAKD code, cosine = rows of X normalised before the product",
                        choices=GRAM_FORMS)
@@ -133,8 +134,10 @@ def soft_ranking_kd(student: torch.Tensor, teacher: torch.Tensor, b: int, t: int
     """KL(teacher || student) of each tuple's softmax over its candidates' similarities to the query.
 
     ``student`` / ``teacher`` are ``[b*t, D]`` descriptors of ``b`` tuples (query, then ``t-1``
-    candidates: positive and negatives); similarities are dot products / ``temperature``. This is
-    the soft loss of SFRS / the WAKD script with the frozen teacher as the soft-label model: it
+    candidates: positive and negatives); similarities are dot products / ``temperature``. This term
+    is ours: it borrows the form of SFRS's soft cross-entropy, but SFRS and the WAKD script compute
+    theirs on region-level similarities of difficult positives, with a previous generation (or the
+    initial network) as the soft-label model, not the frozen teacher on global descriptors. It
     passes on the teacher's *ranking* of the candidates, which the batch Gram terms barely see
     (their values are dominated by the common level of all similarities).
     """

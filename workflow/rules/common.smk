@@ -407,6 +407,11 @@ def check_options():
             if role == "student":
                 args += " --teacher x"
             checks.append((f"models.{name}.{role}", command, args))
+    if ABLATION["variants"] and "student_nokd" not in ABLATION["variants"]:
+        raise WorkflowError(
+            "config ablation.variants: no student_nokd (the no-KD student, the baseline of the "
+            "ablation's paired differences and the demo's no-KD recipe)"
+        )
     for variant in ABLATION["variants"]:
         wc = Namespace(city=ABLATION["cities"][0], seed=config["seed"])
         args = ablation_training("distill", "student", wc, variant)
