@@ -40,9 +40,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import cpu_model_and_flags  # noqa: E402
+
 from wakd.stages.ablation import ablation_table, markdown, read_runs  # noqa: E402
 
-RUN = re.compile(r"city(\d+)/seed(\d+)$")
 
 
 def collect(results: Path, out: Path) -> None:
@@ -81,8 +81,9 @@ def variants() -> list[str]:
 def report(out: Path) -> tuple[pd.DataFrame, str]:
     """The table of the configured variants over every committed run, and its Markdown."""
     wanted = variants()
-    paths = [p for p in sorted((out / "runs").glob("city*/seed*/*_test_recall.csv"))
-             if p.name.removesuffix("_test_recall.csv") in wanted]
+    arm = lambda p: p.name.removesuffix("_test_recall.csv")  # noqa: E731
+    paths = sorted((p for p in (out / "runs").glob("city*/seed*/*_test_recall.csv") if arm(p) in wanted),
+                   key=lambda p: (wanted.index(arm(p)), str(p)))
     runs = read_runs(paths)
     table = ablation_table(runs, "student_nokd", "teacher")
     table.to_csv(out / "table.csv", index=False, float_format="%.6f")

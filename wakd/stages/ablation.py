@@ -46,7 +46,8 @@ class AblationConfig(Options):
 
     recall: tuple[str, ...] = option(help="recall CSVs of every run, model column VARIANT@RUN")
     out: str = option(help="CSV to write (and OUT.info.json, its provenance)")
-    figure: str | None = option(None, "PNG: each variant's mean --metric and its interval per condition, every run a dot")
+    figure: str | None = option(None, "PNG: each variant's mean --metric and its interval per condition, "
+                                      "every run a dot")
     baseline: str = option("student_nokd", "the variant paired differences are taken against")
     teacher: str = option("teacher", "the variant ratios are taken to")
     split: str = option("test", "the split tabulated")
@@ -123,40 +124,51 @@ def ablation_table(runs: pd.DataFrame, baseline: str, teacher: str, confidence: 
 
 
 def markdown(table: pd.DataFrame, rule: str = "25m", metrics: Sequence[str] = ("R@1", "R@5"),
-             conditions: Sequence[str] = ("day", "sunset", "night", "all")) -> str:
-    """The table of ``rule`` as Markdown, in %: mean [CI] and paired difference [CI] per condition and metric."""
-    def pct(v: float) -> str:
-        return "–" if v is None or math.isnan(v) else f"{100 * v:.1f}"
+             conditions: Sequence[str] = ("day", "sunset", "night", "all"), baseline: str = "student_nokd") -> str:
+    """The table of ``rule`` as Markdown, in %: per metric, the means [CI] with the ratios to the teacher,
+    then the paired differences to ``baseline`` [CI]."""
+    def pct(v: float, sign: bool = False) -> str:
+        return "–" if v is None or math.isnan(v) else (f"{100 * v:+.1f}" if sign else f"{100 * v:.1f}")
 
     def cell(r: pd.Series, m: str, kind: str = "") -> str:
         mean, lo, hi = r[f"{m}{kind or '_mean'}"], r[f"{m}{kind}_lo"], r[f"{m}{kind}_hi"]
-        sign = "+" if kind and mean > 0 else ""
-        return f"{sign}{pct(mean)} [{pct(lo)}, {pct(hi)}]" if not math.isnan(lo) else f"{sign}{pct(mean)}"
+        text = pct(mean, bool(kind))
+        return text if math.isnan(lo) else f"{text} [{pct(lo, bool(kind))}, {pct(hi, bool(kind))}]"
 
     part = table[table["rule"] == rule]
     conditions = [c for c in conditions if c in set(part["condition"])]
+    variants = [v for v in dict.fromkeys(part["variant"]) if (part["variant"] == v).any()]
+    by = {(r["variant"], r["condition"]): r for _, r in part.iterrows()}
     lines = []
     for m in metrics:
-        head = ["variant", "runs"] + [f"{m} {c}" for c in conditions] + [f"Δ {m} {c} vs baseline" for c in conditions]
-        head += [f"{m} {c} / teacher" for c in conditions]
-        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for variant in part["variant"].cat.categories if hasattr(part["variant"], "cat") else part["variant"].unique():
-            rows = {r["condition"]: r for _, r in part[part["variant"] == variant].iterrows()}
-            if not rows:
+        head = ["variant", "runs", *(f"{m} {c}" for c in conditions), *(f"{c} / teacher" for c in ("day", "all")
+                                                                          if c in conditions)]
+        lines += [f"**{m}**, mean [95 % CI] over runs, % of queries:", "", "| " + " | ".join(head) + " |",
+                  "|" + "---|" * len(head)]
+        for v in variants:
+            first = next(by[(v, c)] for c in conditions if (v, c) in by)
+            cells = [f"`{v}`", str(first["runs"]), *(cell(by[(v, c)], m) if (v, c) in by else "" for c in conditions)]
+            cells += [f"{100 * by[(v, c)][f'{m}_teacher']:.0f} %" if (v, c) in by else "" for c in ("day", "all")
+                      if c in conditions]
+            lines.append("| " + " | ".join(cells) + " |")
+        head = ["variant", "pairs", *(f"Δ {m} {c}" for c in conditions)]
+        lines += ["", f"**{m}, paired difference to `{baseline}`** (variant − no KD in each run, points) [95 % CI]:",
+                  "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for v in variants:
+            if v == baseline:
                 continue
-            cells = [str(variant), str(next(iter(rows.values()))["runs"])]
-            cells += [cell(rows[c], m) if c in rows else "" for c in conditions]
-            cells += [cell(rows[c], m, "_diff") if c in rows and rows[c]["pairs"] else "" for c in conditions]
-            cells += [f"{100 * rows[c][f'{m}_teacher']:.0f} %" if c in rows and not math.isnan(rows[c][f"{m}_teacher"])
-                      else "" for c in conditions]
+            first = next(by[(v, c)] for c in conditions if (v, c) in by)
+            cells = [f"`{v}`", str(first["pairs"])]
+            cells += [cell(by[(v, c)], m, "_diff") if (v, c) in by and by[(v, c)]["pairs"] else "" for c in conditions]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
 
 def ablation_figure(runs: pd.DataFrame, table: pd.DataFrame, out: str | os.PathLike, rule: str = "25m",
-                    metric: str = "R@1") -> None:
-    """One panel per condition: each variant's mean (bar), its CI (error bar) and every run (dots)."""
+                    metric: str = "R@1", baseline: str = "student_nokd") -> None:
+    """One panel per condition: each variant's mean (bar), its CI (error bar), every run (dots) and the
+    baseline's mean (dashed line)."""
     from wakd.report import CONDITION_ORDER, _pyplot, _save
 
     plt = _pyplot()
@@ -177,13 +189,16 @@ def ablation_figure(runs: pd.DataFrame, table: pd.DataFrame, out: str | os.PathL
                 ax.errorbar(mean, y, xerr=[[mean - lo], [hi - mean]], color="k", capsize=3, lw=1)
             dots = runs[(runs["variant"] == v) & (runs["rule"] == rule) & (runs["condition"] == cond)]
             ax.plot(100 * dots[metric], np.full(len(dots), y), "o", color="#d62728", ms=3.5, alpha=0.8)
+        if baseline in rows.index:
+            ax.axvline(100 * rows.loc[baseline, f"{metric}_mean"], color="0.4", ls="--", lw=0.8)
         ax.set_title(f"{cond} ({int(rows['queries'].iloc[0])} queries/run)", fontsize=9)
         ax.set_xlabel(f"{metric} (%), {rule}")
         ax.grid(axis="x", alpha=0.3)
     axes[0][0].set_yticks(range(len(variants)), variants, fontsize=8)
     axes[0][0].invert_yaxis()
     n = int(part["runs"].max())
-    fig.suptitle(f"KD ablation: mean over runs (bar), 95 % CI (line), each run (dot); up to {n} runs", fontsize=10)
+    fig.suptitle(f"KD ablation: mean over runs (bar), 95 % CI (line), each run (dot), {baseline} mean (dashed); "
+                 f"up to {n} runs", fontsize=10)
     fig.tight_layout()
     _save(fig, out)
 
@@ -201,8 +216,8 @@ def run(cfg: AblationConfig) -> pd.DataFrame:
     table = ablation_table(runs, cfg.baseline, cfg.teacher, cfg.confidence)
     with atomic_outputs(cfg.out, beside(cfg.out), cfg.figure) as (csv, info, figure):
         if figure:
-            ablation_figure(runs, table, figure, cfg.rule, cfg.metric)
+            ablation_figure(runs, table, figure, cfg.rule, cfg.metric, cfg.baseline)
         write_record(cfg, info)
         table.to_csv(csv, index=False, float_format="%.6f")
-    print(markdown(table, cfg.rule))
+    print(markdown(table, cfg.rule, baseline=cfg.baseline))
     return table

@@ -8,7 +8,8 @@ validation, DDP, autocast) with this objective per batch of tuples::
     hard_loss = ranking loss (SARE-ind on dot products / 0.07 by default) on the student's descriptors
     kd_vlad   = MSE(G(V_s), G(V_t)),  V = intra-normalised NetVLAD residuals, before the final L2
     kd_att    = MSE(G(M_s), G(M_t)),  M = attention maps (:mod:`wakd.models.attention`)
-    G(X)      = rownorm(X Xᵀ) over the images of the batch (``--gram rownorm``, the default)
+    G(X)      = rownorm(X Xᵀ) over the images of the batch (``--gram rownorm``, the default; ``--gram-scope
+                tuple``: one matrix per tuple, the MSE over all of them, as the authors' code does)
     kd_rank   = KL(teacher || student) of each tuple's softmax over its candidates (:func:`soft_ranking_kd`;
                 ours, not a term of the WAKD or SFRS code)
 
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 
 GRAM_FORMS = ("rownorm", "cosine")
 KD_TERMS = ("vlad", "att")  # kd_vlad, kd_att
+GRAM_SCOPES = ("batch", "tuple")
 
 
 @dataclass(kw_only=True)
@@ -85,6 +87,9 @@ class DistillConfig(TrainConfig):
     gram: str = option("rownorm", "batch similarity matrices of the KD terms: rownorm = normalize(X Xt, dim=1) as "
                                   "in the WAKD code, cosine = rows of X normalised before the product",
                        choices=GRAM_FORMS)
+    gram_scope: str = option("batch", "images one Gram matrix spans: batch = all tuples of a step (ours), tuple = "
+                                      "each tuple alone (the authors' scope: one tuple per process)",
+                             choices=GRAM_SCOPES)
     loss: str = option("sare_ind", LOSS_HELP, choices=LOSS_NAMES)
     temperature: float | None = option(0.07, "SARE on dot products / T (the WAKD code); 0: on negative squared "
                                              "distances (OpenIBL's teacher)", low=0)
@@ -119,14 +124,33 @@ def gram(x: torch.Tensor, form: str = "rownorm") -> torch.Tensor:
     raise WakdError(f"--gram {form!r}: expected one of {', '.join(GRAM_FORMS)}")
 
 
+def tuple_grams(x: torch.Tensor, t: int, form: str = "rownorm") -> torch.Tensor:
+    """``[b, t, t]``: the :func:`gram` matrix of each tuple of ``t`` consecutive rows of the ``[b*t, ...]`` batch."""
+    x = x.flatten(1).float().view(-1, t, x[0].numel())
+    if form == "rownorm":
+        return F.normalize(x @ x.transpose(1, 2), dim=2)
+    if form == "cosine":
+        x = F.normalize(x, dim=2)
+        return x @ x.transpose(1, 2)
+    raise WakdError(f"--gram {form!r}: expected one of {', '.join(GRAM_FORMS)}")
+
+
 def kd_terms(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor],
-             form: str = "rownorm") -> dict[str, torch.Tensor]:
+             form: str = "rownorm", tuple_size: int | None = None) -> dict[str, torch.Tensor]:
     """``kd_vlad`` and ``kd_att`` between two ``EmbedNet(..., return_features=True)`` outputs of one batch
-    (the teacher's may carry its attention maps as ``att`` instead of its ``features``)."""
+    (the teacher's may carry its attention maps as ``att`` instead of its ``features``).
+
+    ``tuple_size`` None: one Gram matrix over the whole batch (``--gram-scope batch``); ``t``: one per
+    tuple of ``t`` consecutive images, the MSE averaged over all tuples' entries (``--gram-scope tuple``,
+    the authors' scope: their 9x9 matrices are one tuple per process)."""
     att_s = attention_map(student["features"])
     att_t = teacher["att"] if "att" in teacher else attention_map(teacher["features"])
-    return {"kd_vlad": F.mse_loss(gram(student["vlad_intra"], form), gram(teacher["vlad_intra"], form)),
-            "kd_att": F.mse_loss(gram(att_s, form), gram(att_t, form))}
+    if tuple_size is None:
+        return {"kd_vlad": F.mse_loss(gram(student["vlad_intra"], form), gram(teacher["vlad_intra"], form)),
+                "kd_att": F.mse_loss(gram(att_s, form), gram(att_t, form))}
+    return {"kd_vlad": F.mse_loss(tuple_grams(student["vlad_intra"], tuple_size, form),
+                                  tuple_grams(teacher["vlad_intra"], tuple_size, form)),
+            "kd_att": F.mse_loss(tuple_grams(att_s, tuple_size, form), tuple_grams(att_t, tuple_size, form))}
 
 
 def soft_ranking_kd(student: torch.Tensor, teacher: torch.Tensor, b: int, t: int,
@@ -266,7 +290,7 @@ class DistillObjective(RankingObjective):
     def __init__(self, cfg: DistillConfig, teacher: EmbedNet, device: torch.device,
                  cache: TeacherCache | None = None) -> None:
         super().__init__(cfg)
-        self.form, self.soft_weight = cfg.gram, cfg.soft_weight
+        self.form, self.soft_weight, self.gram_scope = cfg.gram, cfg.soft_weight, cfg.gram_scope
         self.gram_weights = {f"kd_{t}": cfg.kd_weight if t in cfg.kd_terms else 0.0 for t in KD_TERMS}
         self.soft_temperature = cfg.temperature or SOFT_TEMPERATURE
         # with the cache the teacher never runs in training: it stays where it is (the CPU) until asked
@@ -282,7 +306,7 @@ class DistillObjective(RankingObjective):
             with torch.no_grad(), autocast(device, precision):
                 tch = prepare(self.teacher, device)(x, return_features=True)
         hard = self.ranking_loss(s["desc"], b, t)
-        kd = kd_terms(s, tch, self.form)
+        kd = kd_terms(s, tch, self.form, t if self.gram_scope == "tuple" else None)
         kd["kd_rank"] = soft_ranking_kd(s["desc"], tch["desc"], b, t, self.soft_temperature)
         weights = {**self.gram_weights, "kd_rank": self.soft_weight}
         # a term of weight 0 is logged, but kept out of the graph (no gradient to take for its share)

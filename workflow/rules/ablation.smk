@@ -95,7 +95,9 @@ rule ablation_extract:
         city=lambda wc: city_dir(wc.city),
         clusters=lambda wc: f"{run_dir(wc)}/clusters/{ablation_role(wc.arm)}_desc_cen.hdf5",
         checkpoint=lambda wc: (
-            f"{run_dir(wc)}/{ablation_checkpoint(wc.arm)}" if ablation_checkpoint(wc.arm) else []
+            f"{run_dir(wc)}/{ablation_checkpoint(wc.arm)}"
+            if ablation_checkpoint(wc.arm)
+            else []
         ),
     output:
         f"{ABLATION_DIR}/descriptors/{{arm}}_test.hdf5",

@@ -329,10 +329,10 @@ def city_dir(city):
 def ablation_runs():
     """(city, training seed) pairs: every seed on the first city, the first `other_city_seeds`
     seeds on each other city."""
-    first, *others = ABLATION["cities"]
-    seeds = ABLATION["seeds"]
+    first, *others = [int(c) for c in ABLATION["cities"]]
+    seeds = [int(s) for s in ABLATION["seeds"]]
     runs = [(first, s) for s in seeds]
-    runs += [(c, s) for c in others for s in seeds[: ABLATION["other_city_seeds"]]]
+    runs += [(c, s) for c in others for s in seeds[: int(ABLATION["other_city_seeds"])]]
     return list(dict.fromkeys(runs))
 
 
@@ -387,8 +387,11 @@ def ablation_recall_files():
 
 def no_kd(trainset):
     """The options of the no-KD student: for the city, the ablation's `student_nokd` recipe
-    (chosen by its own search on the validation split), else the student's with no KD terms."""
-    block = ABLATION["variants"].get("student_nokd", {}) if trainset == "synthetic" else {}
+    (chosen by its own search on the validation split), else the student's with no KD terms.
+    """
+    block = (
+        ABLATION["variants"].get("student_nokd", {}) if trainset == "synthetic" else {}
+    )
     return {**block, "kd_weight": 0.0, "soft_weight": 0.0}
 
 
@@ -413,10 +416,14 @@ def check_options():
             "ablation's paired differences and the demo's no-KD recipe)"
         )
     for variant in ABLATION["variants"]:
-        wc = Namespace(city=ABLATION["cities"][0], seed=config["seed"])
+        wc = Namespace(city=ablation_runs()[0][0], seed=ablation_runs()[0][1])
         args = ablation_training("distill", "student", wc, variant)
         checks.append(
-            (f"ablation.variants.{variant}", "distill", f"{args} --out-dir x --teacher x")
+            (
+                f"ablation.variants.{variant}",
+                "distill",
+                f"{args} --out-dir x --teacher x",
+            )
         )
     for where, command, args in checks:
         try:
