@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import filecmp
 import json
-import re
 import shutil
 import sys
 from datetime import date
@@ -42,7 +41,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_model_and_flags  # noqa: E402
 
 from wakd.stages.ablation import ablation_table, markdown, read_runs  # noqa: E402
-
 
 
 def collect(results: Path, out: Path) -> None:
