@@ -3,6 +3,7 @@
     python bench/ablation.py collect [--results results] [--out bench/results/ablation]
     python bench/ablation.py report  [--out bench/results/ablation] [--write]
     python bench/ablation.py search  [--out bench/results/ablation] [--write]
+    python bench/ablation.py recheck [--out bench/results/ablation] [--write]
 
 ``collect`` copies, from the pipeline's ``results/ablation/city*/seed*/`` (the target
 ``results/synthetic_ablation.csv``, see README "The KD ablation"), each run's recall CSVs with
@@ -19,7 +20,8 @@ BENCHMARKS.md and README.md between ``<!-- ablation:NAME -->`` and ``<!-- /ablat
 ``search`` tabulates the no-KD recipe search (``config/nokd_search.yaml``): per variant, the best
 validation R@5 of each run (what selects its ``model_best``) and R@1 at that epoch, the mean over
 runs, and the pick (highest mean R@5), into ``OUT/nokd_search.csv``; ``--write`` puts it in
-BENCHMARKS.md as well.
+BENCHMARKS.md as well. ``recheck`` does the same for the teacher's learning rate on validation
+(``results/recheck/teacher_lr*``, copied by ``collect``).
 """
 
 from __future__ import annotations
@@ -59,6 +61,11 @@ def collect(results: Path, out: Path) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(f, target)
             copied += 1
+    for hist in sorted((results / "recheck").glob("*/history.csv")):  # the teacher's learning-rate re-check
+        target = out / "recheck" / hist.relative_to(results / "recheck")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(hist, target)
+        copied += 1
     import torch
 
     from wakd.provenance import git_commit
@@ -116,13 +123,39 @@ def search(out: Path) -> tuple[pd.DataFrame, str]:
     lines = ["| variant | lr | steps | " + " | ".join(f"val R@5 {r}" for r in per_run.columns) +
              " | mean val R@5 | mean val R@1 at it |", "|" + "---|" * (5 + len(per_run.columns))]
     for name, r in mean.iterrows():
-        cells = [f"**{name}**" if name == pick else name, f"{r['lr']:g}", str(r["steps"])]
+        cells = [f"**{name}**" if name == pick else name, f"{r['lr']:g}", str(int(r["steps"]))]
         cells += [f"{100 * v:.1f}" for v in per_run.loc[name]]
         cells += [f"{100 * r['val_R5']:.1f}", f"{100 * r['val_R1']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     text = ("Validation split (300 queries of all conditions, 25 m), best epoch of each run by R@5 (what "
             "selects `model_best`); raw: `bench/results/ablation/runs/*/*/student_nokd_*/history.csv`, table: "
             f"`python bench/ablation.py search` (`bench/results/ablation/nokd_search.csv`). Pick: **{pick}**.\n\n"
+            + "\n".join(lines) + "\n")
+    return df, text
+
+
+def recheck(out: Path) -> tuple[pd.DataFrame, str]:
+    """The teacher's Adam learning rate on validation: the ablation's teacher of city 0, training seed 0
+    (lr 3e-4) against the same run at other rates (``results/recheck/teacher_lr*``, same options otherwise)."""
+    runs = {"0.0003 (the recipe; the ablation's teacher)": out / "runs/city0/seed0/teacher/history.csv"}
+    runs.update({f"{p.parent.name.removeprefix('teacher_lr')}": p for p in sorted((out / "recheck").glob(
+        "teacher_lr*/history.csv"))})
+    rows, lines = [], ["| Adam lr | val R@5 by epoch | best val R@5 | val R@1 at it |", "|---|---|---|---|"]
+    for lr, path in runs.items():
+        if not path.exists():
+            continue
+        h = pd.read_csv(path)
+        best = h.loc[h["R@5"].idxmax()]
+        rows.append({"lr": lr.split()[0], "best_epoch": int(best["epoch"]), "val_R@5": best["R@5"],
+                     "val_R@1": best["R@1"], "epochs_run": len(h)})
+        lines.append(f"| {lr} | {' '.join(f'{100 * v:.1f}' for v in h['R@5'])} | {100 * best['R@5']:.1f} | "
+                     f"{100 * best['R@1']:.1f} |")
+    df = pd.DataFrame(rows)
+    df.to_csv(out / "teacher_lr_recheck.csv", index=False, float_format="%.4f")
+    text = ("Teacher learning rate on the validation split (city 0, training seed 0, the demo recipe otherwise; one "
+            "run each, so a difference under ~5 points is within one seed's spread): raw "
+            "`bench/results/ablation/recheck/teacher_lr*/history.csv` and the ablation teacher's history; table: "
+            "`python bench/ablation.py recheck` (`bench/results/ablation/teacher_lr_recheck.csv`).\n\n"
             + "\n".join(lines) + "\n")
     return df, text
 
@@ -140,7 +173,7 @@ def replace_between(path: Path, name: str, text: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=("collect", "report", "search"))
+    ap.add_argument("command", choices=("collect", "report", "search", "recheck"))
     ap.add_argument("--results", type=Path, default=REPO / "results")
     ap.add_argument("--out", type=Path, default=REPO / "bench/results/ablation")
     ap.add_argument("--write", action="store_true", help="also update BENCHMARKS.md (and README.md)")
@@ -148,11 +181,11 @@ def main() -> None:
     if args.command == "collect":
         collect(args.results, args.out)
         return
-    if args.command == "search":
-        _, text = search(args.out)
+    if args.command in ("search", "recheck"):
+        _, text = (search if args.command == "search" else recheck)(args.out)
         print(text)
         if args.write:
-            replace_between(REPO / "BENCHMARKS.md", "search", text)
+            replace_between(REPO / "BENCHMARKS.md", args.command, text)
         return
     table, text = report(args.out)
     print(text)

@@ -4,6 +4,7 @@ computation on made-up recall CSVs, and its refusals."""
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -86,20 +87,27 @@ def test_run_writes_table_figure_and_record(runs, tmp_path):
     ("label", "is not VARIANT@RUN"),
     ("twice", "appears twice"),
     ("baseline", "--baseline student_none: no such variant"),
+    ("out_is_input", "is also a --recall input"),
+    ("figure_is_out", "names another output"),
 ])
 def test_refusals_name_the_file_or_option(runs, tmp_path, case, needle):
-    recall, baseline = list(runs), "student_nokd"
-    if case == "label":
+    recall, baseline, out, extra = list(runs), "student_nokd", tmp_path / "t.csv", []
+    if case == "out_is_input":
+        out = Path(runs[0])
+    elif case == "figure_is_out":
+        extra = ["--figure", str(out)]
+    elif case == "label":
         recall.append(_csv(tmp_path / "bad.csv", "student_kd", [(0.1, 0.2), (0.1, 0.2)]))
     elif case == "twice":
         recall.append(runs[-1])
     else:
         baseline = "student_none"
-    out = tmp_path / "t.csv"
+    before = Path(runs[0]).read_bytes()
     res = subprocess.run([sys.executable, "-m", "wakd", "ablation", "--recall", *recall, "--baseline", baseline,
-                          "--out", str(out)], capture_output=True, text=True)
+                          "--out", str(out), *extra], capture_output=True, text=True)
     assert res.returncode == 2 and needle in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
-    assert not out.exists()
+    assert Path(runs[0]).read_bytes() == before  # no input touched
+    if case != "out_is_input":
+        assert not out.exists()
     with pytest.raises(WakdError):
-        read_runs(recall) if case != "baseline" else run(AblationConfig(recall=tuple(recall), out=str(out),
-                                                                        baseline=baseline))
+        run(AblationConfig(recall=tuple(recall), out=str(out), baseline=baseline, figure=extra[-1] if extra else None))

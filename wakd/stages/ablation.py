@@ -203,11 +203,30 @@ def ablation_figure(runs: pd.DataFrame, table: pd.DataFrame, out: str | os.PathL
     _save(fig, out)
 
 
+def check_outputs(cfg: AblationConfig) -> None:
+    """Refuse an output that is one of the inputs (by path, link or hard link) or another output."""
+    from wakd.provenance import beside
+
+    def same(a: str, b: str) -> bool:
+        if os.path.realpath(a) == os.path.realpath(b):
+            return True
+        return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+
+    outputs = [("--out", cfg.out), ("--out", beside(cfg.out)), ("--figure", cfg.figure)]
+    outputs = [(flag, path) for flag, path in outputs if path]
+    for i, (flag, path) in enumerate(outputs):
+        if any(same(path, r) for r in cfg.recall):
+            raise WakdError(f"{flag} {path}: is also a --recall input; write the table elsewhere")
+        if any(same(path, other) for _, other in outputs[i + 1:]):
+            raise WakdError(f"{flag} {path}: names another output of this command")
+
+
 def run(cfg: AblationConfig) -> pd.DataFrame:
     """Write the table (and figure), print it as Markdown."""
     from wakd.provenance import beside, write_record
     from wakd.utils import atomic_outputs
 
+    check_outputs(cfg)
     runs = read_runs(cfg.recall, cfg.split)
     for name, option_name in ((cfg.baseline, "--baseline"), (cfg.teacher, "--teacher")):
         if name not in set(runs["variant"]):
