@@ -135,6 +135,9 @@ def markdown(table: pd.DataFrame, rule: str = "25m", metrics: Sequence[str] = ("
         text = pct(mean, bool(kind))
         return text if math.isnan(lo) else f"{text} [{pct(lo, bool(kind))}, {pct(hi, bool(kind))}]"
 
+    def ratio(v: float) -> str:
+        return "–" if math.isnan(v) else f"{100 * v:.0f} %"
+
     part = table[table["rule"] == rule]
     conditions = [c for c in conditions if c in set(part["condition"])]
     variants = [v for v in dict.fromkeys(part["variant"]) if (part["variant"] == v).any()]
@@ -148,7 +151,7 @@ def markdown(table: pd.DataFrame, rule: str = "25m", metrics: Sequence[str] = ("
         for v in variants:
             first = next(by[(v, c)] for c in conditions if (v, c) in by)
             cells = [f"`{v}`", str(first["runs"]), *(cell(by[(v, c)], m) if (v, c) in by else "" for c in conditions)]
-            cells += [f"{100 * by[(v, c)][f'{m}_teacher']:.0f} %" if (v, c) in by else "" for c in ("day", "all")
+            cells += [ratio(by[(v, c)][f"{m}_teacher"]) if (v, c) in by else "" for c in ("day", "all")
                       if c in conditions]
             lines.append("| " + " | ".join(cells) + " |")
         head = ["variant", "pairs", *(f"Δ {m} {c}" for c in conditions)]
