@@ -108,30 +108,22 @@ class DistillConfig(TrainConfig):
 SOFT_TEMPERATURE = 0.07  # of the soft ranking term when the ranking loss has no temperature
 
 
-def gram(x: torch.Tensor, form: str = "rownorm") -> torch.Tensor:
-    """``[B, B]`` similarity matrix of the ``[B, ...]`` batch ``X`` (rows flattened).
+def gram(x: torch.Tensor, form: str = "rownorm", tuple_size: int | None = None) -> torch.Tensor:
+    """``[B, B]`` similarity matrix of the ``[B, ...]`` batch ``X`` (rows flattened); with ``tuple_size`` t,
+    ``[B/t, t, t]``: one matrix per tuple of ``t`` consecutive rows (``--gram-scope tuple``).
 
     ``rownorm``: ``X Xᵀ`` with each row L2-normalised (the WAKD code). ``cosine``: ``X̂ X̂ᵀ`` with
     ``X̂`` = X with unit-norm rows. A zero row of X (e.g. an all-zero attention map) gives a zero
     row (and, for ``cosine``, column).
     """
     x = x.flatten(1).float()
+    if tuple_size is not None:
+        x = x.view(-1, tuple_size, x.shape[1])
     if form == "rownorm":
-        return F.normalize(x @ x.T, dim=1)
+        return F.normalize(x @ x.transpose(-2, -1), dim=-1)
     if form == "cosine":
-        x = F.normalize(x, dim=1)
-        return x @ x.T
-    raise WakdError(f"--gram {form!r}: expected one of {', '.join(GRAM_FORMS)}")
-
-
-def tuple_grams(x: torch.Tensor, t: int, form: str = "rownorm") -> torch.Tensor:
-    """``[b, t, t]``: the :func:`gram` matrix of each tuple of ``t`` consecutive rows of the ``[b*t, ...]`` batch."""
-    x = x.flatten(1).float().view(-1, t, x[0].numel())
-    if form == "rownorm":
-        return F.normalize(x @ x.transpose(1, 2), dim=2)
-    if form == "cosine":
-        x = F.normalize(x, dim=2)
-        return x @ x.transpose(1, 2)
+        x = F.normalize(x, dim=-1)
+        return x @ x.transpose(-2, -1)
     raise WakdError(f"--gram {form!r}: expected one of {', '.join(GRAM_FORMS)}")
 
 
@@ -145,12 +137,11 @@ def kd_terms(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor],
     the authors' scope: their 9x9 matrices are one tuple per process)."""
     att_s = attention_map(student["features"])
     att_t = teacher["att"] if "att" in teacher else attention_map(teacher["features"])
-    if tuple_size is None:
-        return {"kd_vlad": F.mse_loss(gram(student["vlad_intra"], form), gram(teacher["vlad_intra"], form)),
-                "kd_att": F.mse_loss(gram(att_s, form), gram(att_t, form))}
-    return {"kd_vlad": F.mse_loss(tuple_grams(student["vlad_intra"], tuple_size, form),
-                                  tuple_grams(teacher["vlad_intra"], tuple_size, form)),
-            "kd_att": F.mse_loss(tuple_grams(att_s, tuple_size, form), tuple_grams(att_t, tuple_size, form))}
+
+    def mse(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(gram(s, form, tuple_size), gram(t, form, tuple_size))
+
+    return {"kd_vlad": mse(student["vlad_intra"], teacher["vlad_intra"]), "kd_att": mse(att_s, att_t)}
 
 
 def soft_ranking_kd(student: torch.Tensor, teacher: torch.Tensor, b: int, t: int,

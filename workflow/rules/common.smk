@@ -415,8 +415,9 @@ def check_options():
             "config ablation.variants: no student_nokd (the no-KD student, the baseline of the "
             "ablation's paired differences and the demo's no-KD recipe)"
         )
+    city, seed = ablation_runs()[0]
     for variant in ABLATION["variants"]:
-        wc = Namespace(city=ablation_runs()[0][0], seed=ablation_runs()[0][1])
+        wc = Namespace(city=city, seed=seed)
         args = ablation_training("distill", "student", wc, variant)
         checks.append(
             (
