@@ -5,7 +5,7 @@
 
 Runs, each in a child process, with the options of `config/config.yaml` (models.synthetic: size,
 teacher and student `train:` options) but ``--epochs`` epochs: `wakd cluster` for both networks (200
-images), `wakd train` (the teacher), `wakd distill` with KD and without (kd_weight 0, soft_weight 0)
+images), `wakd train` (the teacher), `wakd distill` with KD and without (kd_weight 0, rank_weight 0)
 from that teacher. Recorded per run from its `history.csv` and log: seconds per training step and
 images per second of training, seconds refreshing the cache (precise BN + describing what mining
 needs) and its share of refresh + training (`cache_share`, the issue-15 figure), validation
@@ -99,7 +99,7 @@ def main() -> None:
                   "--out", str(clusters[role])], tmp / f"cluster_{role}.log")
         runs = {"teacher": ("train", "teacher", {}),
                 "student_kd": ("distill", "student", {}),
-                "student_nokd": ("distill", "student", {"kd_weight": 0.0, "soft_weight": 0.0})}
+                "student_nokd": ("distill", "student", {"kd_weight": 0.0, "rank_weight": 0.0})}
         for name, (command, role, override) in runs.items():
             opts = {**setup[role]["train"], **override, "epochs": args.epochs}
             extra = ["--teacher", str(tmp / "teacher/model_best.pth.tar")] if command == "distill" else []

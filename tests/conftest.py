@@ -142,3 +142,56 @@ def workflow_copy(dest: Path, config: dict) -> Path:
             (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / item)
     (dest / "config/tiny.yaml").write_text(yaml.safe_dump(config))
     return dest
+
+
+# a trained tiny teacher and the student's NetVLAD centres, shared by the distillation tests
+@pytest.fixture(scope="session")
+def trained_teacher(tiny_city, tmp_path_factory):
+    from wakd.stages.cluster import ClusterConfig
+    from wakd.stages.cluster import run as run_cluster
+    from wakd.stages.train import TrainConfig, train
+
+    base = tmp_path_factory.mktemp("teacher")
+    clu = base / "resnet18_8.hdf5"
+    run_cluster(ClusterConfig(arch="resnet18", dataset="synthetic", root=str(tiny_city),
+                              out=str(clu), num_clusters=8, num_images=60, per_image=20, workers=0))
+    train(TrainConfig(arch="resnet18", dataset="synthetic", root=str(tiny_city), out_dir=str(base / "run"),
+                      num_clusters=8, clusters=str(clu), epochs=1, optimizer="adam", lr=1e-3, weight_decay=0.0,
+                      tuples_per_batch=4, neg_num=4, neg_pool=60, cache_size=40, queries_per_epoch=32, workers=0,
+                      precision="fp32", recall_values=(1, 5)))
+    return base / "run/model_best.pth.tar"
+
+
+@pytest.fixture(scope="session")
+def student_clusters(tiny_city, tmp_path_factory):
+    from wakd.stages.cluster import ClusterConfig
+    from wakd.stages.cluster import run as run_cluster
+
+    out = tmp_path_factory.mktemp("sclu") / "mobilenetv3_small_8.hdf5"
+    run_cluster(ClusterConfig(arch="mobilenetv3_small", dataset="synthetic", root=str(tiny_city),
+                              out=str(out), num_clusters=8, num_images=60, per_image=6,
+                workers=0))
+    return out
+
+
+def state_digest(state: dict) -> str:
+    """SHA-256 of a state dict's names and tensor bytes: equal digests = bitwise equal weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in state.items():
+        h.update(k.encode())
+        h.update(v.cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def teacher_clusters(tiny_city, tmp_path_factory):
+    """NetVLAD centres (K = 8) of a resnet18 on the tiny city: 100 images x 20 locations."""
+    from wakd.stages.cluster import ClusterConfig
+    from wakd.stages.cluster import run as run_cluster
+
+    out = tmp_path_factory.mktemp("clu") / "resnet18_synthetic_8_desc_cen.hdf5"
+    run_cluster(ClusterConfig(arch="resnet18", dataset="synthetic", root=str(tiny_city), out=str(out),
+                              num_clusters=8, num_images=100, per_image=20, workers=0))
+    return out

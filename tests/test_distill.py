@@ -11,8 +11,6 @@ import torch
 from wakd.data import load_dataset
 from wakd.models.attention import attention_map, channel_weights
 from wakd.models.build import build_embednet
-from wakd.stages.cluster import ClusterConfig
-from wakd.stages.cluster import run as run_cluster
 from wakd.stages.distill import (
     DistillConfig,
     DistillObjective,
@@ -23,7 +21,7 @@ from wakd.stages.distill import (
     load_teacher,
     soft_ranking_kd,
 )
-from wakd.stages.train import TrainConfig, TupleImages, train
+from wakd.stages.train import TupleImages
 from wakd.utils import WakdError
 
 
@@ -197,28 +195,6 @@ def test_kd_terms_option_is_checked():
                  "--arch", "resnet18", "--kd-terms", "residuals"]) == 2
 
 
-@pytest.fixture(scope="module")
-def trained_teacher(tiny_city, tmp_path_factory):
-    base = tmp_path_factory.mktemp("teacher")
-    clu = base / "resnet18_8.hdf5"
-    run_cluster(ClusterConfig(arch="resnet18", dataset="synthetic", root=str(tiny_city),
-                              out=str(clu), num_clusters=8, num_images=60, per_image=20, workers=0))
-    train(TrainConfig(arch="resnet18", dataset="synthetic", root=str(tiny_city), out_dir=str(base / "run"),
-                      num_clusters=8, clusters=str(clu), epochs=1, optimizer="adam", lr=1e-3, weight_decay=0.0,
-                      tuples_per_batch=4, neg_num=4, neg_pool=60, cache_size=40, queries_per_epoch=32, workers=0,
-                      precision="fp32", recall_values=(1, 5)))
-    return base / "run/model_best.pth.tar"
-
-
-@pytest.fixture(scope="module")
-def student_clusters(tiny_city, tmp_path_factory):
-    out = tmp_path_factory.mktemp("sclu") / "mobilenetv3_small_8.hdf5"
-    run_cluster(ClusterConfig(arch="mobilenetv3_small", dataset="synthetic", root=str(tiny_city),
-                              out=str(out), num_clusters=8, num_images=60, per_image=6,
-                workers=0))
-    return out
-
-
 def _dcfg(tiny_city, out, clusters, teacher, **kw):
     base = dict(arch="mobilenetv3_small", dataset="synthetic", root=str(tiny_city), out_dir=str(out),
                 num_clusters=8, clusters=str(clusters), teacher=str(teacher), epochs=1, optimizer="adam", lr=1e-3,
@@ -298,7 +274,7 @@ def test_teacher_cache_gives_the_teachers_outputs(tiny_city, tmp_path, trained_t
     torch.testing.assert_close(looked["vlad_intra"], direct["vlad_intra"], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(looked["att"], attention_map(direct["features"]), rtol=1e-4, atol=1e-5)
     student = build_embednet("mobilenetv3_small", 8, clusters=student_clusters).train()
-    cfg.soft_weight = 1.0
+    cfg.rank_weight = 1.0
     torch.manual_seed(0)
     cached = DistillObjective(cfg, teacher, torch.device("cpu"), cache)(student, x, 2, 4, torch.device("cpu"), "fp32",
                                                                         ids=ids)

@@ -1,6 +1,5 @@
 """Losses, tuple mining and the training loop (tiny synthetic city, CPU)."""
 
-import hashlib
 import math
 import os
 import subprocess
@@ -10,13 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import state_digest
 
 from wakd.data import load_dataset
 from wakd.data.tuples import best_positive, hardest, mining_sets, negative_pool
 from wakd.losses import check_loss_options, get_loss
 from wakd.models.build import build_embednet
-from wakd.stages.cluster import ClusterConfig
-from wakd.stages.cluster import run as run_cluster
 from wakd.stages.train import TrainConfig, TupleImages, mine_chunk, train
 from wakd.utils import WakdError
 
@@ -92,21 +90,9 @@ def _cfg(tiny_city, tmp_path, clusters, **kw):
     return TrainConfig(**base)
 
 
-@pytest.fixture(scope="module")
-def clusters(tiny_city, tmp_path_factory):
-    out = tmp_path_factory.mktemp("clu") / "resnet18_synthetic_8_desc_cen.hdf5"
-    run_cluster(ClusterConfig(arch="resnet18", dataset="synthetic", root=str(tiny_city),
-                              out=str(out), num_clusters=8, num_images=100, per_image=20,
-                workers=0))
-    return out
-
-
-def _digest(state):
-    h = hashlib.sha256()
-    for k, v in state.items():
-        h.update(k.encode())
-        h.update(v.cpu().numpy().tobytes())
-    return h.hexdigest()
+@pytest.fixture
+def clusters(teacher_clusters):
+    return teacher_clusters
 
 
 def test_training_learns_and_resume_is_bitwise(tiny_city, tmp_path, clusters):
@@ -127,12 +113,12 @@ def test_training_learns_and_resume_is_bitwise(tiny_city, tmp_path, clusters):
     train(cfg2, resume=tmp_path / "part/checkpoint.pth.tar")
     a = torch.load(tmp_path / "run/checkpoint.pth.tar", weights_only=True)
     b = torch.load(tmp_path / "part/checkpoint.pth.tar", weights_only=True)
-    assert _digest(a["model"]) == _digest(b["model"])
+    assert state_digest(a["model"]) == state_digest(b["model"])
     assert torch.equal(a["hard_negatives"], b["hard_negatives"])
 
     # the checkpoint loads into an unwrapped model for extraction
     model = build_embednet("resnet18", 8, checkpoint=tmp_path / "run/model_best.pth.tar")
-    assert _digest(model.state_dict()) == _digest(torch.load(tmp_path / "run/model_best.pth.tar",
+    assert state_digest(model.state_dict()) == state_digest(torch.load(tmp_path / "run/model_best.pth.tar",
                                                              weights_only=True)["model"])
 
 

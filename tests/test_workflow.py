@@ -134,7 +134,7 @@ def test_ablation_target_tabulates_every_run(pipeline):
             assert (merged["R@1"] - merged["R@1_mean"]).abs().max() < 1e-6
         steps = pd.read_csv(pipeline / "results/ablation/city0/seed0/student_gram/steps.csv")
         assert (steps["gshare_kd_rank"] == 0).all() and (steps["gshare_kd_vlad"] > 0).all()
-        cfg["ablation"]["variants"]["student_gram_att"] = {"kd_weight": 100.0, "kd_terms": ["att"], "soft_weight": 0.0}
+        cfg["ablation"]["variants"]["student_gram_att"] = {"kd_weight": 100.0, "kd_terms": ["att"], "rank_weight": 0.0}
         path.write_text(yaml.safe_dump(cfg))
         res = _snakemake(pipeline, "-n", "results/synthetic_ablation.csv")
         jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", (res.stdout + res.stderr).split("Job stats:", 1)[1], flags=re.M))

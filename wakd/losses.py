@@ -92,3 +92,27 @@ def check_loss_options(name: str, margin: float | None, temperature: float | Non
         raise WakdError(f"--margin {margin}: the {name} loss has no margin (triplet losses only)")
     if temperature is not None and not (temperature >= 0 and math.isfinite(temperature)):
         raise WakdError(f"--temperature {temperature}: expected a positive number (0: Euclidean SARE)")
+
+
+def region_hardest_negatives(q: torch.Tensor, neg_regions: torch.Tensor) -> torch.Tensor:
+    """``[B, N, E]``: each negative replaced by its region most similar to the query's global descriptor
+    (``q [B, E]``, ``neg_regions [B, N, R, E]``): SFRS / WAKD ``_get_hard_loss`` from generation 1 on."""
+    best = torch.einsum("be,bnre->bnr", q, neg_regions).argmax(-1)  # [B, N]
+    return neg_regions.gather(2, best[..., None, None].expand(-1, -1, 1, neg_regions.shape[-1]))[:, :, 0]
+
+
+def region_soft_loss(student: torch.Tensor, labels: torch.Tensor, temperature: float,
+                     label_temperature: float) -> torch.Tensor:
+    """SFRS's soft cross-entropy (also the WAKD script's), summed over logits and averaged over tuples.
+
+    ``student`` and ``labels`` are ``[B, P, R]`` similarities of each anchor's whole-image descriptor to
+    every region of its ``P`` difficult positives (:func:`wakd.models.regions.anchor_region_similarities`),
+    from the network being trained and from the soft-label network. One softmax runs over all ``P * R``
+    logits of a tuple: the student's log-softmax at ``temperature`` (their ``temp[0]``), the labels'
+    softmax at ``label_temperature`` (their ``temp[gen]``)::
+
+        loss = mean_b sum_j -softmax(labels_b / T_gen)_j * log_softmax(student_b / T_0)_j
+    """
+    b = student.shape[0]
+    target = F.softmax(labels.reshape(b, -1).float() / label_temperature, dim=1).detach()
+    return (-target * F.log_softmax(student.reshape(b, -1).float() / temperature, dim=1)).mean(0).sum()

@@ -71,3 +71,21 @@ def hardest(q_desc: np.ndarray, cand: np.ndarray, cand_desc: np.ndarray, k: int)
 def best_positive(q_desc: np.ndarray, positives: np.ndarray, pos_desc: np.ndarray) -> int:
     """The positive nearest to the query in descriptor space."""
     return int(positives[int(np.argmax(pos_desc @ q_desc))])
+
+
+def difficult_positives(nearest: np.ndarray, reranked: np.ndarray | None, pos_num: int) -> np.ndarray:
+    """``pos_num`` difficult positives of a query, as SFRS's sampler chooses them.
+
+    ``nearest`` are the query's ``pos_pool`` nearest positives, nearest first; ``reranked`` their
+    re-ranked distances (:mod:`wakd.rerank`; None in generation 0, where the nearest are taken).
+    The positives that re-ranking promotes come first, most promoted first, then those it leaves in
+    place (OpenIBL ``DistributedRandomDiffTupleSampler``). Ours: where fewer than ``pos_num`` remain,
+    the demoted ones follow in re-ranked order, and a query with fewer positives repeats them (the
+    authors' tuples would shrink, which fixed-size batches cannot).
+    """
+    n = len(nearest)
+    by_rerank = np.arange(n) if reranked is None else np.argsort(reranked, kind="stable")
+    gap = np.arange(n) - by_rerank  # re-ranked place minus original place of the positive there
+    promoted = np.flatnonzero(gap < 0)[np.argsort(gap[gap < 0], kind="stable")]
+    order = np.concatenate([promoted, np.flatnonzero(gap == 0), np.flatnonzero(gap > 0)])
+    return np.resize(nearest[by_rerank[order]], pos_num)

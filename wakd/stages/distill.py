@@ -4,7 +4,8 @@ The student (backbone + NetVLAD, usually MobileNetV3) is trained by the teacher-
 :mod:`wakd.stages.train` (tuple mining with the student's own descriptors, checkpoints, resume,
 validation, DDP, autocast) with this objective per batch of tuples::
 
-    loss = hard_loss + kd_weight * (kd_vlad + kd_att) + soft_weight * kd_rank   (--kd-terms: which of the two)
+    loss = hard_loss + kd_weight * (kd_vlad + kd_att) + rank_weight * kd_rank   (--kd-terms: which of the two)
+           [+ soft_weight * soft_loss from generation 1 on: SFRS's region soft loss, see wakd.stages.train]
     hard_loss = ranking loss (SARE-ind on dot products / 0.07 by default) on the student's descriptors
     kd_vlad   = MSE(G(V_s), G(V_t)),  V = intra-normalised NetVLAD residuals, before the final L2
     kd_att    = MSE(G(M_s), G(M_t)),  M = attention maps (:mod:`wakd.models.attention`)
@@ -23,7 +24,7 @@ Each step also logs every weighted term's share of the gradient norm at the stud
 (``gshare_*`` in ``steps.csv``), so an over-weighted term is visible.
 The teacher is loaded from its checkpoint, frozen, in ``eval()`` and only run forward (its
 attention weights come from a detached copy of its features).
-``kd_weight 0`` and ``soft_weight 0`` train the same student without distillation (the ablation
+``kd_weight 0`` and ``rank_weight 0`` train the same student without distillation (the ablation
 row); the KD terms are still computed and logged so both runs can be compared step by step.
 The teacher's outputs on every training image are computed once before training and looked up by
 each step (:class:`TeacherCache`; ``--teacher-cache-gb`` bounds its memory), which on a CPU halves
@@ -47,6 +48,7 @@ from wakd.features import iter_images
 from wakd.models.attention import attention_map
 from wakd.models.build import build_embednet
 from wakd.models.netvlad import EmbedNet
+from wakd.models.regions import LAYOUTS as REGION_LAYOUTS
 from wakd.models.weights import load_weights
 from wakd.options import BACKBONES, arch_kwargs, option
 from wakd.stages.train import LOSS_HELP, LOSS_NAMES, RankingObjective, TrainConfig, train
@@ -65,9 +67,9 @@ class DistillConfig(TrainConfig):
     """attention-based knowledge distillation of a student from a frozen teacher (WAKD)
 
     Train the student (backbone + NetVLAD) with the teacher-training loop and the loss
-    hard_loss + kd_weight * (kd_vlad + kd_att) + soft_weight * kd_rank against the frozen --teacher
+    hard_loss + kd_weight * (kd_vlad + kd_att) + rank_weight * kd_rank against the frozen --teacher
     (kd_vlad, kd_att: MSE of batch Gram matrices of NetVLAD residuals and of attention maps; kd_rank: the
-    teacher's soft ranking of each tuple's candidates). --kd-weight 0 --soft-weight 0 trains the same
+    teacher's soft ranking of each tuple's candidates). --kd-weight 0 --rank-weight 0 trains the same
     student without distillation. Writes checkpoint.pth.tar, model_best.pth.tar, history.csv, steps.csv in
     --out-dir. Multi-GPU: torchrun --nproc_per_node N -m wakd distill ...
     """
@@ -82,8 +84,11 @@ class DistillConfig(TrainConfig):
     kd_terms: tuple[str, ...] = option(KD_TERMS, "the Gram terms --kd-weight applies to: vlad (NetVLAD residuals), "
                                                  "att (attention maps); a term left out is logged with weight 0 "
                                                  "(the ablation's one-term variants)", choices=KD_TERMS)
-    soft_weight: float = option(0.0, "weight of the soft ranking term kd_rank (ours, not in the WAKD or SFRS code): "
+    rank_weight: float = option(0.0, "weight of the soft ranking term kd_rank (ours, not in the WAKD or SFRS code): "
                                      "KL from the frozen teacher's softmax over each tuple's candidates", low=0)
+    regions: str = option("wakd", "regions of the soft loss and of the region-hardest negatives: wakd = whole + 3 "
+                                  "horizontal + 3 vertical strips of a 3x3 grid (7, the WAKD code), sfrs = whole + 4 "
+                                  "halves + 4 quarters of a 2x2 grid (9, OpenIBL's SFRS)", choices=REGION_LAYOUTS)
     gram: str = option("rownorm", "batch similarity matrices of the KD terms: rownorm = normalize(X Xt, dim=1) as "
                                   "in the WAKD code, cosine = rows of X normalised before the product",
                        choices=GRAM_FORMS)
@@ -281,7 +286,7 @@ class DistillObjective(RankingObjective):
     def __init__(self, cfg: DistillConfig, teacher: EmbedNet, device: torch.device,
                  cache: TeacherCache | None = None) -> None:
         super().__init__(cfg)
-        self.form, self.soft_weight, self.gram_scope = cfg.gram, cfg.soft_weight, cfg.gram_scope
+        self.form, self.rank_weight, self.gram_scope = cfg.gram, cfg.rank_weight, cfg.gram_scope
         self.gram_weights = {f"kd_{t}": cfg.kd_weight if t in cfg.kd_terms else 0.0 for t in KD_TERMS}
         self.soft_temperature = cfg.temperature or SOFT_TEMPERATURE
         # with the cache the teacher never runs in training: it stays where it is (the CPU) until asked
@@ -289,21 +294,52 @@ class DistillObjective(RankingObjective):
 
     def __call__(self, net: torch.nn.Module, x: torch.Tensor, b: int, t: int, device: torch.device,
                  precision: str, ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        with autocast(device, precision):
-            s = net(x, return_features=True)
+        s, terms = self.student_terms(net, x, b, t, device, precision, features=True)
         if self.cache is not None and ids is not None:
             tch = self.cache.lookup(ids)
         else:
             with torch.no_grad(), autocast(device, precision):
                 tch = prepare(self.teacher, device)(x, return_features=True)
-        hard = self.ranking_loss(s["desc"], b, t)
-        kd = kd_terms(s, tch, self.form, t if self.gram_scope == "tuple" else None)
-        kd["kd_rank"] = soft_ranking_kd(s["desc"], tch["desc"], b, t, self.soft_temperature)
-        weights = {**self.gram_weights, "kd_rank": self.soft_weight}
+        hard = terms["hard"]
+        rows = gram_rows(t, self.pos_num, self.gram_scope)
+        kd = kd_terms(pick_rows(s, rows, b, t), pick_rows(tch, rows, b, t), self.form,
+                      (len(rows) if rows else t) if self.gram_scope == "tuple" else None)
+        easy = t - self.pos_num  # kd_rank ranks the query's positive and negatives
+        kd["kd_rank"] = soft_ranking_kd(_rows(s["desc"], b, t, easy), _rows(tch["desc"], b, t, easy), b, easy,
+                                        self.soft_temperature)
+        weights = {**self.gram_weights, "kd_rank": self.rank_weight}
         # a term of weight 0 is logged, but kept out of the graph (no gradient to take for its share)
         weighted = {"hard": hard, **{k: w * kd[k] if w else kd[k].detach() * 0.0 for k, w in weights.items()}}
-        return {"loss": sum(weighted.values()), "hard_loss": hard, **kd,
+        soft = {}
+        if self.generations > 1:  # SFRS's soft loss on region similarities, from generation 1 on
+            soft["soft_loss"] = terms.get("soft_loss", torch.zeros((), device=hard.device))  # 0 in generation 0
+            weighted["soft"] = self.soft_weight * soft["soft_loss"]
+        return {"loss": sum(weighted.values()), "hard_loss": hard, **soft, **kd,
                 **gradient_shares(weighted, s["features"])}
+
+
+def gram_rows(t: int, pos_num: int, scope: str) -> list[int] | None:
+    """Rows of a tuple of ``t`` images (the last ``pos_num`` its difficult positives) that the Gram terms
+    see: None = all (``batch`` scope, or tuples without difficult positives); at ``tuple`` scope with
+    difficult positives, the authors' 9 images of a tuple: query, positive, negatives, the query again,
+    the difficult positives (their ``inputs_easy`` then ``inputs_diff``)."""
+    easy = t - pos_num
+    if scope != "tuple" or t == easy:
+        return None
+    return [*range(easy), 0, *range(easy, t)]
+
+
+def _rows(x: torch.Tensor, b: int, t: int, n: int) -> torch.Tensor:
+    """The first ``n`` images of each of the ``b`` tuples of ``t`` images in ``x`` (``[b*t, ...]``)."""
+    return x.view(b, t, *x.shape[1:])[:, :n].flatten(0, 1)
+
+
+def pick_rows(out: dict[str, torch.Tensor], rows: list[int] | None, b: int, t: int) -> dict[str, torch.Tensor]:
+    """``out``'s tensors with each tuple's images reduced / repeated to ``rows`` (None: unchanged)."""
+    if rows is None:
+        return out
+    idx = torch.tensor(rows, device=next(iter(out.values())).device)
+    return {k: v.view(b, t, *v.shape[1:])[:, idx].flatten(0, 1) for k, v in out.items() if k != "desc"}
 
 
 def distill(cfg: DistillConfig, resume: str | os.PathLike | None = None) -> dict:

@@ -71,6 +71,7 @@ use rule distill_student as ablation_student with:
         clusters=f"{ABLATION_DIR}/clusters/student_desc_cen.hdf5",
         weights=weights_inputs(net("synthetic", "student")),
         teacher=f"{ABLATION_DIR}/teacher/model_best.pth.tar",
+        init=lambda wc: ablation_init(wc, wc.variant) or [],
     output:
         best=f"{ABLATION_DIR}/{{variant}}/model_best.pth.tar",
         last=f"{ABLATION_DIR}/{{variant}}/checkpoint.pth.tar",

@@ -146,9 +146,29 @@ def running(stage, dataset):
 def training(stage, trainset, role, **override):
     """All options of `wakd train` / `wakd distill` for the configured teacher or student."""
     m = net(trainset, role)
+    init = init_checkpoint({**m["train"], **override}, f"results/train/{trainset}")
     return options(
-        network(m), reading(trainset), running(stage, trainset), m["train"], override
+        network(m),
+        reading(trainset),
+        running(stage, trainset),
+        m["train"],
+        override,
+        {"init": init} if init else {},
     )
+
+
+def init_checkpoint(block, folder):
+    """`init` in a training block names the student variant (`student_nokd`) whose model_best starts
+    every generation (`wakd distill --init`, the WAKD script's `--resume`): its path in `folder`.
+    """
+    name = block.get("init")
+    return f"{folder}/{name}/model_best.pth.tar" if name else None
+
+
+def student_variant_block(trainset, variant):
+    """The training options of the pipeline's student `variant` (`kd`, `nokd`)."""
+    m = net(trainset, "student")
+    return {**m["train"], **(no_kd(trainset) if variant == "nokd" else {})}
 
 
 def net(dataset, role):
@@ -211,6 +231,12 @@ def training_inputs(role):
         }
         if role == "student":
             files["teacher"] = checkpoint_path(wc.trainset, "teacher")
+            init = init_checkpoint(
+                student_variant_block(wc.trainset, wc.variant),
+                f"results/train/{wc.trainset}",
+            )
+            if init:
+                files["init"] = init
         return files
 
     return inputs
@@ -349,6 +375,15 @@ def variant_block(name):
     return ABLATION["variants"][name]
 
 
+def ablation_init(wc, variant):
+    """The checkpoint starting a variant's every generation (`init: <variant>`), in the run's folder."""
+    if not variant:
+        return None
+    return init_checkpoint(
+        {**net("synthetic", "student")["train"], **variant_block(variant)}, run_dir(wc)
+    )
+
+
 def run_dir(wc):
     return ABLATION_DIR.format(city=wc.city, seed=wc.seed)
 
@@ -362,12 +397,14 @@ def ablation_training(stage, role, wc, variant=None):
     """All options of `wakd train` / `wakd distill` for a network of the run `wc`."""
     m = net("synthetic", role)
     block = variant_block(variant) if variant else {}
+    init = ablation_init(wc, variant)
     return options(
         network(m),
         reading("synthetic"),
         running(stage, "synthetic"),
         m["train"],
         block,
+        {"init": init} if init else {},
         in_run(wc),
     )
 
@@ -392,7 +429,10 @@ def no_kd(trainset):
     block = (
         ABLATION["variants"].get("student_nokd", {}) if trainset == "synthetic" else {}
     )
-    return {**block, "kd_weight": 0.0, "soft_weight": 0.0}
+    # no teacher, and a plain run: no generations, from the student's initial weights (the student
+    # the authors' setup distils from, `init: student_nokd`)
+    plain = {"generations": 1, "pos_num": 0, "init": None}
+    return {**block, "kd_weight": 0.0, "rank_weight": 0.0, **plain}
 
 
 def check_options():
@@ -415,6 +455,14 @@ def check_options():
             "config ablation.variants: no student_nokd (the no-KD student, the baseline of the "
             "ablation's paired differences and the demo's no-KD recipe)"
         )
+    for variant, block in ABLATION["variants"].items():
+        if block.get("init") and block["init"] not in set(ABLATION["variants"]) - {
+            variant
+        }:
+            raise WorkflowError(
+                f"config ablation.variants.{variant}: init {block['init']!r} is not another "
+                f"variant (expected one of {', '.join(sorted(ABLATION['variants']))})"
+            )
     city, seed = ablation_runs()[0]
     for variant in ABLATION["variants"]:
         wc = Namespace(city=city, seed=seed)
