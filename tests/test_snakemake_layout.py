@@ -53,6 +53,21 @@ def test_a_bad_training_block_stops_the_plan_naming_it(tmp_path):
     out = res.stdout + res.stderr
     assert res.returncode != 0
     assert "models.synthetic.teacher" in out and "--kd-weight" in out
+    # types and bounds come from the dataclasses alone (the schema declares none)
+    for where, block, key, needle in (
+            ("models.synthetic.student", None, "lr", "--lr -1.0: expected a value >= 0"),
+            ("ablation.variants.student_x", "student_x", "pos_num", "--pos-num -2: expected a value >= 0"),
+            ("models.synthetic.student.train.init", None, "init", "expected student_nokd")):
+        cfg = tiny_workflow_config()
+        value = {"lr": -1.0, "pos_num": -2, "init": "student_kd"}[key]
+        if block:
+            cfg.setdefault("ablation", {}).setdefault("variants", {})[block] = {key: value}
+        else:
+            cfg["models"]["synthetic"]["student"]["train"][key] = value
+        repo = workflow_copy(tmp_path / f"repo_{key}", cfg)
+        res = _run("snakemake", "-n", "--cores", "1", "--configfile", "config/tiny.yaml", cwd=repo)
+        out = res.stdout + res.stderr
+        assert res.returncode != 0 and where in out and needle in out, out[-2000:]
     cfg = tiny_workflow_config()
     cfg["synthetic"]["size"] = "97x128"  # the schema's pattern accepts it; the renderer does not
     repo = workflow_copy(tmp_path / "repo2", cfg)

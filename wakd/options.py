@@ -9,10 +9,10 @@ declaration come
   builds the dataclass back from the parsed arguments;
 * the checks: every :class:`Options` checks its fields' bounds and choices when it is created,
   so a bad value is refused before any work, with the option's name in the message;
-* the pipeline: ``workflow/schemas/config.schema.yaml`` names the same fields for the options a
-  config block passes on (``tests/test_options.py`` checks that every key is a field, with the
-  same choices and bounds), and ``workflow/rules/common.smk`` turns such a block into
-  ``--field-name value`` arguments.
+* the pipeline: ``workflow/rules/common.smk`` turns a config block into ``--field-name value``
+  arguments and parses every block with the command's own parser before any job runs, so a bad
+  key or value is refused naming the block; the config schema declares no option's type or bound
+  (one declaration: these fields).
 
 The option groups shared by several stages (data, network, run) are here; each stage module
 subclasses them with its own fields (:mod:`wakd.stages`).

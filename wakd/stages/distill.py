@@ -49,7 +49,7 @@ from wakd.models.attention import attention_map
 from wakd.models.build import build_embednet
 from wakd.models.netvlad import EmbedNet
 from wakd.models.regions import LAYOUTS as REGION_LAYOUTS
-from wakd.models.weights import load_weights
+from wakd.models.weights import load_trusted, load_weights
 from wakd.options import BACKBONES, arch_kwargs, option
 from wakd.stages.train import LOSS_HELP, LOSS_NAMES, RankingObjective, TrainConfig, train
 from wakd.utils import WakdError
@@ -197,9 +197,9 @@ def load_teacher(path: str | os.PathLike, arch: str | None = None, num_clusters:
     if not os.path.isfile(path):
         raise WakdError(f"--teacher {path}: no such checkpoint (train the teacher first: wakd train)")
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises several types for unreadable or unsafe files
-        raise WakdError(f"--teacher {path}: not a loadable weights-only checkpoint ({exc})") from None
+        ck = load_trusted(path, "a weights-only checkpoint")
+    except WakdError as exc:
+        raise WakdError(f"--teacher {exc}") from None
     saved = ck.get("config", {}) if isinstance(ck, dict) else {}
     arch = arch or saved.get("arch")
     num_clusters = num_clusters or saved.get("num_clusters")

@@ -17,6 +17,12 @@ One loop serves the teacher here and the student later (distillation plugs in it
 * checkpoints are plain state dicts (``torch.load(weights_only=True)``), written atomically each
   epoch with model, optimiser, scheduler, epoch, RNG state and the hard-negative cache, so
   ``resume`` continues an interrupted run and reaches the same result (bitwise on CPU);
+* with ``--generations G`` (SFRS; the WAKD script), every generation restarts from the initial
+  weights (``--init``) with a new optimiser; from generation 1 on, tuples carry ``--pos-num``
+  difficult positives chosen by k-reciprocal re-ranking (:mod:`wakd.rerank`), negatives enter the
+  ranking loss by their hardest region and a soft cross-entropy on region similarities
+  (:mod:`wakd.models.regions`) to a frozen soft-label network (the previous generation, or the
+  initial network) is added; checkpoints hold the generation and that network;
 * under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in DistributedDataParallel (nccl on
   GPU, gloo on CPU), each rank mines its own share of the queries, the ranks' hard-negative caches
   are merged after each epoch (so a checkpoint holds all of them), only rank 0 validates and
@@ -53,7 +59,7 @@ from wakd.models.bn import DEFAULT_IMAGES, recalibrate_bn, wants_precise_bn
 from wakd.models.build import build_embednet
 from wakd.models.regions import LAYOUTS as REGION_LAYOUTS
 from wakd.models.regions import anchor_region_similarities, region_vlads
-from wakd.models.weights import load_weights
+from wakd.models.weights import load_trusted, load_weights
 from wakd.options import NetOptions, RunOptions, TrainSplit, option
 from wakd.provenance import run_info
 from wakd.recall import RECALL_VALUES, recall_rows
@@ -779,10 +785,9 @@ def _read_resume(path: str | os.PathLike, cfg: TrainConfig) -> dict:
     if not os.path.isfile(path):
         raise WakdError(f"--resume {path}: no such checkpoint")
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises several types for unreadable or unsafe files
-        raise WakdError(f"--resume {path}: not a readable weights-only checkpoint ({str(exc).splitlines()[0]})") \
-            from None
+        ck = load_trusted(path, "a weights-only checkpoint")
+    except WakdError as exc:
+        raise WakdError(f"--resume {exc}") from None
     keys = ("model", "optimizer", "scheduler", "epoch", "hard_negatives", "config")
     if not isinstance(ck, dict) or any(k not in ck for k in keys):
         raise WakdError(f"--resume {path}: not a checkpoint of 'wakd train' / 'wakd distill' (expected entries "

@@ -455,6 +455,14 @@ def check_options():
             "config ablation.variants: no student_nokd (the no-KD student, the baseline of the "
             "ablation's paired differences and the demo's no-KD recipe)"
         )
+    for name in ("synthetic", "benchmark"):
+        for role in ("teacher", "student"):
+            init = config["models"][name][role]["train"].get("init")
+            if init and (role == "teacher" or init != "student_nokd"):
+                raise WorkflowError(
+                    f"config models.{name}.{role}.train.init: {init!r}; expected student_nokd "
+                    "(a student starts from the pipeline's no-KD student; a teacher has no init)"
+                )
     for variant, block in ABLATION["variants"].items():
         if block.get("init") and block["init"] not in set(ABLATION["variants"]) - {
             variant
