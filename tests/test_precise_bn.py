@@ -10,6 +10,7 @@ from torch import nn
 from wakd.data import load_dataset
 from wakd.data.loader import ImageList
 from wakd.data.tuples import mining_sets
+from wakd.features import calibrate_bn
 from wakd.losses import get_loss
 from wakd.models.bn import bn_layers, recalibrate_bn, wants_precise_bn
 from wakd.models.build import build_embednet
@@ -24,7 +25,7 @@ def test_recalibrate_bn_averages_the_batches_and_restores_the_layer(tiny_city):
     net = nn.Sequential(nn.BatchNorm2d(3))
     net.train()
     momentum = net[0].momentum
-    assert recalibrate_bn(net, paths, torch.device("cpu"), batch_size=8, size=(32, 40)) == 1
+    assert calibrate_bn(net, paths, torch.device("cpu"), batch_size=8, size=(32, 40)) == 1
     x = torch.stack([ImageList(paths, (32, 40))[i][0] for i in range(len(paths))])
     # equal batches: the cumulative average of batch means is the mean over all images
     assert torch.allclose(net[0].running_mean, x.mean(dim=(0, 2, 3)), atol=1e-5)
@@ -33,8 +34,13 @@ def test_recalibrate_bn_averages_the_batches_and_restores_the_layer(tiny_city):
     assert net[0].momentum == momentum and net.training  # mode and momentum restored
     weight = net[0].weight.clone()
     assert torch.equal(net[0].weight, weight)
+    # the models' helper takes any batches (the models know no dataset); a batch of one is skipped
+    before = net[0].running_mean.clone()
+    assert recalibrate_bn(net, [x[:8], x[8:9]], torch.device("cpu"), size=(32, 40)) == 1
+    assert torch.allclose(net[0].running_mean, x[:8].mean(dim=(0, 2, 3)), atol=1e-5)
+    assert not torch.allclose(net[0].running_mean, before)
     # nothing to do without BN; skipped (and said) for pretrained statistics or when turned off
-    assert recalibrate_bn(nn.Sequential(nn.Conv2d(3, 3, 1)), paths, torch.device("cpu")) == 0
+    assert calibrate_bn(nn.Sequential(nn.Conv2d(3, 3, 1)), paths, torch.device("cpu")) == 0
     assert not wants_precise_bn(nn.Sequential(nn.Conv2d(3, 3, 1)), 300, pretrained=False)
     assert not wants_precise_bn(net, 300, pretrained=True)
     assert not wants_precise_bn(net, 0, pretrained=False)

@@ -76,3 +76,15 @@ def describe_images(model: torch.nn.Module, paths: Sequence[str], device: torch.
     """``[len(paths), D]`` global descriptors of a model whose forward returns them."""
     parts = map_images(lambda y: y, model, paths, device, desc="describe", **kw)
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+
+def calibrate_bn(model: torch.nn.Module, paths: Sequence[str], device: torch.device, batch_size: int = 32,
+                 workers: int = 0, precision: str = "fp32", size: tuple[int, int] | None = None) -> int:
+    """Precise BN (:func:`wakd.models.bn.recalibrate_bn`) over the images ``paths``, read in batches of
+    ``max(2, batch_size)``; returns the number of BN layers re-estimated (0 when ``paths`` is empty)."""
+    from wakd.models.bn import bn_layers, recalibrate_bn
+
+    if not paths or not bn_layers(model):
+        return 0
+    loader = image_loader(list(paths), max(2, batch_size), workers, size=size, pin_memory=device.type == "cuda")
+    return recalibrate_bn(model, (x for x, _ in loader), device, precision=precision, size=size)

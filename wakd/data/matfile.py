@@ -90,6 +90,12 @@ def load_db_struct(path: str | os.PathLike, fields: tuple[str, ...] = PITTS_FIEL
                                f"expected {', '.join(fields)})")
         out[name] = _convert(name, raw, src)
 
+    _check_counts(out, src)
+    return out
+
+
+def _check_counts(out: dict[str, Any], src: str) -> None:
+    """Positions, stated counts and time stamps must match the image lists."""
     for list_key, utm_key, num_key in (("dbImageFns", "utmDb", "numImages"),
                                        ("qImageFns", "utmQ", "numQueries")):
         n = len(out[list_key])
@@ -103,7 +109,6 @@ def load_db_struct(path: str | os.PathLike, fields: tuple[str, ...] = PITTS_FIEL
         if stamp_key in out and len(out[stamp_key]) != len(out[list_key]):
             raise DatasetError(f"{src}: field '{stamp_key}' has {len(out[stamp_key])} entries for "
                                f"{len(out[list_key])} images in '{list_key}'")
-    return out
 
 
 def thresholds(db: dict[str, Any]) -> tuple[float, float]:

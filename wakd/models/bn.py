@@ -16,12 +16,11 @@ with their pretrained weights (the caller decides, see :func:`wants_precise_bn`)
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 import torch
 from torch import nn
 
-from wakd.data.loader import image_loader
 from wakd.device import autocast, resolve_precision, to_input
 
 log = logging.getLogger(__name__)
@@ -50,19 +49,21 @@ def wants_precise_bn(model: nn.Module, num_images: int, pretrained: bool, what: 
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, paths: Sequence[str], device: torch.device, batch_size: int = 32,
-                   workers: int = 0, precision: str = "fp32", size: tuple[int, int] | None = None) -> int:
-    """Replace the running statistics of every BN layer by their average over ``paths``.
+def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor], device: torch.device, precision: str = "fp32",
+                   size: tuple[int, int] | None = None) -> int:
+    """Replace the running statistics of every BN layer by their average over the image ``batches``
+    (``[B, 3, H, W]`` CPU tensors, e.g. :func:`wakd.features.calibrate_bn`'s; batches of one image
+    are skipped: their variance estimate is degenerate).
 
     The weights are untouched and no gradient is recorded; each BN layer sees the same batches it
     would see in training (its own inputs, in train mode) and averages their statistics
     cumulatively. Other layers run in eval mode (no dropout). Modes and momenta are restored.
 
     Returns:
-        The number of BN layers re-estimated (0 if there are none or ``paths`` is empty).
+        The number of BN layers re-estimated (0 if there are none).
     """
     layers = bn_layers(model)
-    if not layers or not paths:
+    if not layers:
         return 0
     was_training = model.training
     saved = [(m, m.momentum) for m in layers]
@@ -73,9 +74,7 @@ def recalibrate_bn(model: nn.Module, paths: Sequence[str], device: torch.device,
         m.train()
     precision = resolve_precision(device, precision, model=model, size=size)
     try:
-        # whole batches only: a last batch of one image would give a degenerate variance estimate
-        loader = image_loader(list(paths), max(2, batch_size), workers, size=size, pin_memory=device.type == "cuda")
-        for x, _ in loader:
+        for x in batches:
             if len(x) < 2:
                 continue
             with autocast(device, precision):

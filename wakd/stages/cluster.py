@@ -19,9 +19,9 @@ import torch.nn.functional as F
 
 from wakd.data import load_dataset
 from wakd.device import prepare, resolve_device, resolve_precision
-from wakd.features import map_images, sample_paths
+from wakd.features import calibrate_bn, map_images, sample_paths
 from wakd.models.backbones import create_model
-from wakd.models.bn import DEFAULT_IMAGES, recalibrate_bn, wants_precise_bn
+from wakd.models.bn import DEFAULT_IMAGES, wants_precise_bn
 from wakd.models.weights import load_weights
 from wakd.options import BackboneOptions, RunOptions, TrainSplit, option
 from wakd.provenance import provenance_attrs
@@ -94,7 +94,7 @@ def run(cfg: ClusterConfig) -> dict:
     cfg.precision = resolve_precision(dev, cfg.precision, model=backbone, size=cfg.size)
     look = {"workers": cfg.workers, "precision": cfg.precision, "size": cfg.size}
     if wants_precise_bn(backbone, cfg.precise_bn, pretrained=bool(cfg.weights), what=f"{cfg.arch} backbone"):
-        recalibrate_bn(prepare(backbone, dev), paths[:cfg.precise_bn], dev, batch_size=max(cfg.batch_size, 16),
+        calibrate_bn(prepare(backbone, dev), paths[:cfg.precise_bn], dev, batch_size=max(cfg.batch_size, 16),
                        **look)
     desc = sample_local_features(backbone, paths, cfg.per_image, dev, cfg.seed, batch_size=cfg.batch_size, **look)
     centroids = kmeans(desc, cfg.num_clusters, cfg.seed)

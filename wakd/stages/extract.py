@@ -14,19 +14,21 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
+import torch
 
+from wakd.data import load_dataset
 from wakd.data.base import PlaceDataset
 from wakd.descriptors import STR, descriptor_chunks, parse_shard, shard_rows
-from wakd.models.bn import DEFAULT_IMAGES
+from wakd.device import resolve_device, resolve_precision
+from wakd.features import calibrate_bn, iter_images, sample_paths
+from wakd.models.bn import DEFAULT_IMAGES, wants_precise_bn
+from wakd.models.build import build_embednet
 from wakd.options import DataOptions, NetOptions, RunOptions, option
-from wakd.utils import WakdError, atomic_path
-
-if TYPE_CHECKING:  # annotations only: torch itself comes with wakd.models.bn
-    import torch
+from wakd.provenance import provenance_attrs
+from wakd.utils import WakdError, atomic_path, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +62,6 @@ class ExtractConfig(NetOptions, DataOptions, RunOptions):
 
 def run(cfg: ExtractConfig) -> dict:
     """Build the network of ``cfg`` and describe the split into ``cfg.out``."""
-    from wakd.data import load_dataset
-    from wakd.device import resolve_device, resolve_precision
-    from wakd.models.build import build_embednet
-    from wakd.provenance import provenance_attrs
-    from wakd.utils import seed_everything
 
     seed_everything(cfg.seed)
     spec = {"arch": cfg.arch, "num_clusters": cfg.num_clusters, "clusters": cfg.clusters, "weights": cfg.weights,
@@ -108,19 +105,11 @@ def extract(model: torch.nn.Module, ds: PlaceDataset, out: str | os.PathLike, de
     Returns:
         Counts and images per second.
     """
-    from wakd.device import resolve_precision
-    from wakd.features import iter_images
 
     if dtype not in ("float16", "float32"):
         raise WakdError(f"--dtype {dtype!r}: expected float16 or float32")
     precision = resolve_precision(device, precision, model=None if shard else model, size=size)  # as recorded
-    groups = {"db": (ds.db_paths, ds.db_utm, ds.db_yaw, None, None),
-              "queries": (ds.q_paths, ds.q_utm, ds.q_yaw, ds.q_conditions, None if size else ds.query_resize_shorter)}
-    batches = {g: batch_size if groups[g][4] is None else 1 for g in groups}
-    rows = {g: (0, len(groups[g][0])) for g in groups}
-    if shard is not None:
-        rows = dict(zip(groups, shard_rows(len(ds.db_paths), len(ds.q_paths), batches["db"], batches["queries"],
-                                           *shard)))
+    groups, batches, rows = _plan(ds, size, batch_size, shard)
     stats = {}
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update({"dataset": ds.name, "split": ds.split, "pos_dist_thr": ds.pos_dist_thr,
@@ -129,41 +118,69 @@ def extract(model: torch.nn.Module, ds: PlaceDataset, out: str | os.PathLike, de
         if shard is not None:
             f.attrs["shard"] = f"{shard[0]}/{shard[1]}"
         empty = []
+        total = sum(stop - start for start, stop in rows.values())
         for group, (paths, utm, yaw, conditions, shorter) in groups.items():
             start, stop = rows[group]
-            g = f.create_group(group)
-            g.attrs.update({"start": start, "total": len(paths)})
-            g.create_dataset("paths", data=np.asarray(paths[start:stop], dtype=object), dtype=STR)
-            g.create_dataset("utm", data=utm[start:stop])
-            if yaw is not None:
-                g.create_dataset("yaw", data=yaw[start:stop])
-            if conditions is not None:
-                g.create_dataset("conditions", data=np.asarray(conditions[start:stop], dtype=object), dtype=STR)
+            g = _group(f, group, paths, utm, yaw, conditions, start, stop)
             if not paths:
                 raise WakdError(f"{ds.source}: no {group} images to describe")
             if start == stop:  # a shard may hold no rows of one group; its width is known from the other
                 empty.append(g)
                 continue
-            t0 = time.perf_counter()
-            dset = None
-            for idx, y in iter_images(lambda d: d, model, paths[start:stop], device, batch_size=batches[group],
-                                      workers=workers, precision=precision, size=size, shorter_side=shorter,
-                                      desc=f"extract {group}", decode=decode):
-                if dset is None:
-                    _check_space(out, (rows["db"][1] - rows["db"][0] + rows["queries"][1] - rows["queries"][0])
-                                 * y.shape[1] * np.dtype(dtype).itemsize)
-                    dset = g.create_dataset("descriptors", shape=(stop - start, y.shape[1]), dtype=dtype,
-                                            chunks=descriptor_chunks(stop - start, y.shape[1]))
-                    f.attrs["dim"] = y.shape[1]
-                dset[idx[0]:idx[-1] + 1] = y.astype(dtype)
-            secs = time.perf_counter() - t0
-            stats[group] = {"images": stop - start, "seconds": round(secs, 2),
-                            "images_per_second": round((stop - start) / max(secs, 1e-9), 1)}
-            log.info("%s: %d images in %.1f s (%.1f img/s)", group, stop - start, secs,
-                     (stop - start) / max(secs, 1e-9))
+            stats[group] = _describe_group(model, g, paths[start:stop], device, out, total, dtype,
+                                           dict(batch_size=batches[group], workers=workers, precision=precision,
+                                                size=size, shorter_side=shorter, desc=f"extract {group}",
+                                                decode=decode))
+            log.info("%s: %d images in %.1f s (%.1f img/s)", group, stop - start, stats[group]["seconds"],
+                     stats[group]["images_per_second"])
         for g in empty:
             g.create_dataset("descriptors", shape=(0, int(f.attrs["dim"])), dtype=dtype)
     return stats
+
+
+def _plan(ds: PlaceDataset, size: tuple[int, int] | None, batch_size: int, shard: tuple[int, int] | None):
+    """Per group (db, queries): its (paths, utm, yaw, conditions, shorter side), batch size and rows to
+    describe (a shard's part, or all). Queries resized per image (no fixed size) go one at a time."""
+    groups = {"db": (ds.db_paths, ds.db_utm, ds.db_yaw, None, None),
+              "queries": (ds.q_paths, ds.q_utm, ds.q_yaw, ds.q_conditions, None if size else ds.query_resize_shorter)}
+    batches = {g: batch_size if groups[g][4] is None else 1 for g in groups}
+    rows = {g: (0, len(groups[g][0])) for g in groups}
+    if shard is not None:
+        rows = dict(zip(groups, shard_rows(len(ds.db_paths), len(ds.q_paths), batches["db"], batches["queries"],
+                                           *shard)))
+    return groups, batches, rows
+
+
+def _group(f: h5py.File, group: str, paths, utm, yaw, conditions, start: int, stop: int) -> h5py.Group:
+    """A group's rows ``start:stop`` of paths, positions, yaw and conditions (what it has)."""
+    g = f.create_group(group)
+    g.attrs.update({"start": start, "total": len(paths)})
+    g.create_dataset("paths", data=np.asarray(paths[start:stop], dtype=object), dtype=STR)
+    g.create_dataset("utm", data=utm[start:stop])
+    if yaw is not None:
+        g.create_dataset("yaw", data=yaw[start:stop])
+    if conditions is not None:
+        g.create_dataset("conditions", data=np.asarray(conditions[start:stop], dtype=object), dtype=STR)
+    return g
+
+
+def _describe_group(model: torch.nn.Module, g: h5py.Group, paths: list[str], device: torch.device,
+                    out: str | os.PathLike, total: int, dtype: str, reading: dict) -> dict:
+    """Describe ``paths`` into ``g/descriptors`` (created at the first batch, once its width is known and
+    the disk is checked for ``total`` rows); returns the group's counts and speed."""
+
+    t0 = time.perf_counter()
+    dset = None
+    for idx, y in iter_images(lambda d: d, model, paths, device, **reading):
+        if dset is None:
+            _check_space(out, total * y.shape[1] * np.dtype(dtype).itemsize)
+            dset = g.create_dataset("descriptors", shape=(len(paths), y.shape[1]), dtype=dtype,
+                                    chunks=descriptor_chunks(len(paths), y.shape[1]))
+            g.file.attrs["dim"] = y.shape[1]
+        dset[idx[0]:idx[-1] + 1] = y.astype(dtype)
+    secs = time.perf_counter() - t0
+    return {"images": len(paths), "seconds": round(secs, 2),
+            "images_per_second": round(len(paths) / max(secs, 1e-9), 1)}
 
 
 def _check_space(out: str | os.PathLike, needed: int) -> None:
@@ -185,11 +202,8 @@ def calibrate_initialised(model: torch.nn.Module, dataset: str, root: str, devic
     before clustering, so NetVLAD's centres and the described features agree (:mod:`wakd.models.bn`).
     Trained checkpoints already hold calibrated statistics. Returns the number of BN layers set.
     """
-    from wakd.data import load_dataset
-    from wakd.features import sample_paths
-    from wakd.models.bn import recalibrate_bn, wants_precise_bn
 
     if not wants_precise_bn(model, num_images, pretrained, what="network as initialised"):
         return 0
     train = load_dataset(dataset, "train", root)
-    return recalibrate_bn(model, sample_paths(train.db_paths, num_images, seed), device, **kw)
+    return calibrate_bn(model, sample_paths(train.db_paths, num_images, seed), device, **kw)

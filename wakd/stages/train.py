@@ -53,9 +53,9 @@ from wakd.data.base import PlaceDataset
 from wakd.data.loader import ImageList, decoded_images
 from wakd.data.tuples import MiningSets, best_positive, difficult_positives, hardest, mining_sets, negative_pool
 from wakd.device import autocast, prepare, resolve_device, resolve_precision, to_input
-from wakd.features import describe_images, sample_paths
+from wakd.features import calibrate_bn, describe_images, sample_paths
 from wakd.losses import LOSSES, check_loss_options, get_loss, region_hardest_negatives, region_soft_loss
-from wakd.models.bn import DEFAULT_IMAGES, recalibrate_bn, wants_precise_bn
+from wakd.models.bn import DEFAULT_IMAGES, wants_precise_bn
 from wakd.models.build import build_embednet
 from wakd.models.regions import LAYOUTS as REGION_LAYOUTS
 from wakd.models.regions import anchor_region_similarities, region_vlads
@@ -323,7 +323,7 @@ def calibrate(model: torch.nn.Module, ds: PlaceDataset, cfg: TrainConfig, device
     """Precise BN over ``cfg.precise_bn`` training images (database and queries) drawn with ``seed``."""
     paths = ds.db_paths + ds.q_paths
     pick = sample_paths(paths, cfg.precise_bn, int(np.random.default_rng(list(seed)).integers(2**31)))
-    recalibrate_bn(model, pick, device, batch_size=cfg.batch_size, workers=cfg.workers,
+    calibrate_bn(model, pick, device, batch_size=cfg.batch_size, workers=cfg.workers,
                    precision=cfg.precision, size=cfg.size)
 
 

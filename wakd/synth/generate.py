@@ -83,20 +83,9 @@ def generate(out: str | os.PathLike, preset: str | Preset = "demo", seed: int = 
     Returns:
         The summary written to ``synth_info.json``.
     """
-    if isinstance(preset, str):
-        if preset not in PRESETS:
-            raise WakdError(f"Unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
-        preset_name, preset = preset, PRESETS[preset]
-    else:
-        preset_name = "custom"
-    preset = preset.with_size(size)
+    preset_name, preset = _resolve_preset(preset, size)
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise WakdError(f"{out}: folder exists and is not empty (use --overwrite to replace a city in it)")
-        if not (out / "synth_info.json").is_file():
-            raise WakdError(f"{out}: --overwrite replaces only a city written by wakd synth (with synth_info.json); "
-                            "this folder holds other files, which are kept")
+    _check_out(out, overwrite)
     workers = workers or os.cpu_count() or 1
 
     t0 = time.perf_counter()
@@ -110,21 +99,9 @@ def generate(out: str | os.PathLike, preset: str | Preset = "demo", seed: int = 
     raw = tmp / "raw"
     raw.mkdir(parents=True)
     try:
-        chunks = [caps[i:i + 32] for i in range(0, len(caps), 32)]
         log.info("rendering %d images (%s preset, %dx%d) with %d workers", len(caps), preset_name,
                  preset.size[0], preset.size[1], workers)
-        t1 = time.perf_counter()
-        with tqdm(total=len(caps), unit="img", desc="synth", mininterval=2.0) as bar:
-            if workers == 1:
-                _init_worker(seed, preset, str(raw))
-                for ch in chunks:
-                    bar.update(_render_chunk(ch))
-            else:
-                ctx = mp.get_context("spawn")
-                with ctx.Pool(workers, _init_worker, (seed, preset, str(raw))) as pool:
-                    for n in pool.imap_unordered(_render_chunk, chunks):
-                        bar.update(n)
-        render_s = time.perf_counter() - t1
+        render_s = _render_all(caps, seed, preset, raw, workers)
         counts = {}
         for split in SPLITS:
             _write_split(raw, split, plan[split])
@@ -149,6 +126,42 @@ def generate(out: str | os.PathLike, preset: str | Preset = "demo", seed: int = 
     log.info("wrote %s: %d images in %.1f s (%.0f img/s rendering)", out, len(caps),
              summary["total_seconds"], summary["images_per_second"])
     return summary
+
+
+def _resolve_preset(preset: str | Preset, size: tuple[int, int] | None) -> tuple[str, Preset]:
+    """(name, preset at ``size``) of a preset name or object."""
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise WakdError(f"Unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
+        return preset, PRESETS[preset].with_size(size)
+    return "custom", preset.with_size(size)
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse a non-empty output folder, unless ``overwrite`` and it holds a city written by wakd synth."""
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise WakdError(f"{out}: folder exists and is not empty (use --overwrite to replace a city in it)")
+        if not (out / "synth_info.json").is_file():
+            raise WakdError(f"{out}: --overwrite replaces only a city written by wakd synth (with synth_info.json); "
+                            "this folder holds other files, which are kept")
+
+
+def _render_all(caps: list[Capture], seed: int, preset: Preset, raw: Path, workers: int) -> float:
+    """Render every capture into ``raw`` in chunks of 32 (in ``workers`` processes); returns the seconds."""
+    chunks = [caps[i:i + 32] for i in range(0, len(caps), 32)]
+    t1 = time.perf_counter()
+    with tqdm(total=len(caps), unit="img", desc="synth", mininterval=2.0) as bar:
+        if workers == 1:
+            _init_worker(seed, preset, str(raw))
+            for ch in chunks:
+                bar.update(_render_chunk(ch))
+        else:
+            ctx = mp.get_context("spawn")
+            with ctx.Pool(workers, _init_worker, (seed, preset, str(raw))) as pool:
+                for n in pool.imap_unordered(_render_chunk, chunks):
+                    bar.update(n)
+    return time.perf_counter() - t1
 
 
 def _write_split(raw: Path, split: str, caps: list[Capture]) -> None:

@@ -137,18 +137,7 @@ def render(city: City, cam_xy: np.ndarray, yaw_deg: float, size: tuple[int, int]
     t_hit, s_hit, i_hit = _intersect(cam, d, segs)  # [K, W]
 
     img = np.zeros((H, W, 3))
-    which = np.full((H, W), -1)  # -1 sky, -2 ground, k >= 0 hit k
-    z_all = CAMERA_HEIGHT + t_hit[:, None, :] * b[None, :, None]  # [K, H, W]
-    h_all = np.where(np.isfinite(t_hit), segs.height[np.maximum(i_hit, 0)], -1.0)[:, None, :]
-    undecided = np.ones((H, W), dtype=bool)
-    for k in range(t_hit.shape[0]):
-        z = z_all[k]
-        ground = undecided & (z < 0)
-        which[ground] = -2
-        hit = undecided & (z >= 0) & (z <= h_all[k])
-        which[hit] = k
-        undecided &= ~(ground | hit)
-    which[undecided & (b[:, None] < 0)] = -2
+    which = _visible(t_hit, i_hit, segs, b, H, W)
 
     rows, cols = np.nonzero(which >= 0)
     if len(rows):
@@ -167,6 +156,12 @@ def render(city: City, cam_xy: np.ndarray, yaw_deg: float, size: tuple[int, int]
     if len(rows):
         img[rows, cols] = _shade_sky(np.arctan(b[rows] / hlen[cols]), yaw + np.arctan(-a[cols]), light)
 
+    return _develop(img, size, supersample, light, rng)
+
+
+def _develop(img: np.ndarray, size: tuple[int, int], supersample: int, light: Lighting,
+             rng: np.random.Generator | None) -> np.ndarray:
+    """Exposure, supersampling, sensor noise and gamma: the ``[H, W, 3]`` uint8 image."""
     img = img * light.exposure
     if supersample > 1:
         img = img.reshape(size[0], supersample, size[1], supersample, 3).mean((1, 3))
@@ -175,6 +170,23 @@ def render(city: City, cam_xy: np.ndarray, yaw_deg: float, size: tuple[int, int]
         img = img + noise_rng.normal(0, light.noise, img.shape)
     img = np.clip(img, 0, 1) ** (1 / 1.1)
     return (img * 255 + 0.5).astype(np.uint8)
+
+
+def _visible(t_hit: np.ndarray, i_hit: np.ndarray, segs: Segments, b: np.ndarray, H: int, W: int) -> np.ndarray:
+    """``[H, W]``: what each pixel sees: -1 sky, -2 ground, k >= 0 the k-th nearest facade hit of its column."""
+    which = np.full((H, W), -1)
+    z_all = CAMERA_HEIGHT + t_hit[:, None, :] * b[None, :, None]  # [K, H, W]
+    h_all = np.where(np.isfinite(t_hit), segs.height[np.maximum(i_hit, 0)], -1.0)[:, None, :]
+    undecided = np.ones((H, W), dtype=bool)
+    for k in range(t_hit.shape[0]):
+        z = z_all[k]
+        ground = undecided & (z < 0)
+        which[ground] = -2
+        hit = undecided & (z >= 0) & (z <= h_all[k])
+        which[hit] = k
+        undecided &= ~(ground | hit)
+    which[undecided & (b[:, None] < 0)] = -2
+    return which
 
 
 def _intersect(cam: np.ndarray, d: np.ndarray, segs: Segments) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -314,7 +326,18 @@ def _facade(styles: np.ndarray, segs: Segments, idx: np.ndarray, u: np.ndarray, 
     blotch = value_noise(u * 0.3, z * 0.3, seed + 1) - 0.5
     rgb = segs.colour[idx] * (1 + (2 * sty[:, 3] * grain + 0.25 * blotch))[:, None]
     emit = np.zeros((n, 3))
+    fl, glass = _upper_windows(rgb, emit, sty, seed, u, z, height, length, light)
+    _ground_floor(rgb, emit, sty, par, seed, u, z, length, fl, glass, grain, light)
+    trim = (z > height - 0.45) | (u < 0.12) | (u > length - 0.12)
+    rgb[trim] *= 0.6
+    return np.clip(rgb, 0, 1), emit
 
+
+def _upper_windows(rgb: np.ndarray, emit: np.ndarray, sty: np.ndarray, seed: np.ndarray, u: np.ndarray,
+                   z: np.ndarray, height: np.ndarray, length: np.ndarray,
+                   light: Lighting) -> tuple[np.ndarray, np.ndarray]:
+    """Windows of the floors above the ground (6 shapes), some lit, painted into ``rgb`` / ``emit``;
+    returns each point's floor index and the glass colour."""
     floor_h, bay = sty[:, 4], sty[:, 5]
     fl = np.floor(z / floor_h)
     fz = z / floor_h - fl
@@ -339,7 +362,14 @@ def _facade(styles: np.ndarray, segs: Segments, idx: np.ndarray, u: np.ndarray, 
     rgb[win] = glass[win]
     lit = win & (hash01(seed, fl, bi, light.time_seed) < light.lit_fraction)
     emit[lit] = np.array([1.0, 0.82, 0.5]) * (0.6 + 0.6 * hash01(seed, fl, bi)[lit, None])
+    return fl, glass
 
+
+def _ground_floor(rgb: np.ndarray, emit: np.ndarray, sty: np.ndarray, par: np.ndarray, seed: np.ndarray,
+                  u: np.ndarray, z: np.ndarray, length: np.ndarray, fl: np.ndarray, glass: np.ndarray,
+                  grain: np.ndarray, light: Lighting) -> None:
+    """Shop fronts (lit panes, signs with glyphs), doors, low windows and posters of the ground floor."""
+    floor_h, bay, ww = sty[:, 4], sty[:, 5], sty[:, 6]
     ground = fl < 1
     shop = ground & (par[:, 0] > 0.5)
     pane = shop & (z > 0.4) & (z < floor_h - 1.3) & (np.abs((u / 2.5) % 1 - 0.5) < 0.44) & \
@@ -367,6 +397,3 @@ def _facade(styles: np.ndarray, segs: Segments, idx: np.ndarray, u: np.ndarray, 
     if poster.any():
         stripe = np.floor((z[poster] - 0.8) / 0.35)
         rgb[poster] = _hue((par[poster, 7] + 0.37 * hash01(seed[poster], stripe, 5)) % 1.0)
-    trim = (z > height - 0.45) | (u < 0.12) | (u > length - 0.12)
-    rgb[trim] *= 0.6
-    return np.clip(rgb, 0, 1), emit

@@ -63,6 +63,8 @@ use rule train_teacher as ablation_teacher with:
         args=lambda wc: ablation_training("train", "teacher", wc),
         out_dir=lambda wc, output: str(Path(output.best).parent),
         state=f"results/resume/ablation/city{{city}}/seed{{seed}}/teacher",
+        command="train",
+        teacher="",
 
 
 use rule distill_student as ablation_student with:
@@ -89,6 +91,8 @@ use rule distill_student as ablation_student with:
         args=lambda wc: ablation_training("distill", "student", wc, wc.variant),
         out_dir=lambda wc, output: str(Path(output.best).parent),
         state=f"results/resume/ablation/city{{city}}/seed{{seed}}/{{variant}}",
+        command="distill",
+        teacher=lambda wc, input: f" --teacher {input.teacher}",
 
 
 rule ablation_extract:

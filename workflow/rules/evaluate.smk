@@ -43,13 +43,13 @@ rule extract:
     params:
         code=lambda wc: code("extract", wc.dataset),
         args=extract_options,
+        shard="",
     shell:
-        "wakd --log-file {log} extract {params.args} --out {output}"
+        "wakd --log-file {log} extract {params.args}{params.shard} --out {output}"
 
 
-rule extract_shard:
-    input:
-        unpack(network_inputs),
+# One part of a sharded extraction (`evaluation.shards`), joined by `gather`.
+use rule extract as extract_shard with:
     output:
         temp(
             "results/descriptors/shards/{model}_{dataset}_{split}.{shard}-of-{shards}.hdf5"
@@ -59,21 +59,13 @@ rule extract_shard:
     benchmark:
         "results/benchmarks/extract_{model}_{dataset}_{split}.{shard}-of-{shards}.tsv"
     wildcard_constraints:
+        dataset=datasets_with_shards(2),
         shard=r"\d+",
         shards=r"\d+",
-    conda:
-        "../envs/wakd.yaml"
-    threads: 4
-    resources:
-        gpu=gpus("extract"),
-        runtime=30,
-        mem_mb=4000,
     params:
         code=lambda wc: code("extract", wc.dataset),
         args=extract_options,
-    shell:
-        "wakd --log-file {log} extract {params.args} --shard {wildcards.shard}/{wildcards.shards} "
-        "--out {output}"
+        shard=lambda wc: f" --shard {wc.shard}/{wc.shards}",
 
 
 rule gather:

@@ -31,15 +31,18 @@ rule train_teacher:
         args=lambda wc: training("train", wc.trainset, "teacher"),
         out_dir=subpath(output.best, parent=True),
         state="results/resume/{trainset}/teacher",
+        command="train",
+        teacher="",
     shell:
-        "{params.launch} --log-file {log} train {params.args} --clusters {input.clusters} "
-        "--threads {threads} --out-dir {params.out_dir} --state-dir {params.state} --resume auto"
+        "{params.launch} --log-file {log} {params.command} {params.args} --clusters {input.clusters}"
+        "{params.teacher} --threads {threads} --out-dir {params.out_dir} --state-dir {params.state} "
+        "--resume auto"
 
 
 # The no-KD student (`nokd`): no distillation, with its own recipe (common.smk::no_kd).
 
 
-rule distill_student:
+use rule train_teacher as distill_student with:
     input:
         unpack(training_inputs("student")),
     output:
@@ -51,9 +54,6 @@ rule distill_student:
         "results/logs/distill_student_{variant}_{trainset}.log",
     benchmark:
         "results/benchmarks/distill_student_{variant}_{trainset}.tsv"
-    conda:
-        "../envs/wakd.yaml"
-    threads: 8
     resources:
         gpu=gpus("distill"),
         runtime=120,
@@ -69,7 +69,5 @@ rule distill_student:
         ),
         out_dir=subpath(output.best, parent=True),
         state="results/resume/{trainset}/student_{variant}",
-    shell:
-        "{params.launch} --log-file {log} distill {params.args} --clusters {input.clusters} "
-        "--teacher {input.teacher} --threads {threads} --out-dir {params.out_dir} "
-        "--state-dir {params.state} --resume auto"
+        command="distill",
+        teacher=lambda wc, input: f" --teacher {input.teacher}",
