@@ -44,8 +44,7 @@ def _scores(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor, temperature: floa
 def triplet_loss(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor, margin: float | None = None,
                  temperature: float | None = None) -> torch.Tensor:
     margin = DEFAULT_MARGINS["triplet"] if margin is None else margin
-    d_pos = (q - p).pow(2).sum(-1, keepdim=True).clamp_min(1e-12).sqrt()
-    d_neg = (q[:, None] - n).pow(2).sum(-1).clamp_min(1e-12).sqrt()
+    d_pos, d_neg = (d.clamp_min(1e-12).sqrt() for d in _sq_distances(q, p, n))
     return F.relu(d_pos + margin - d_neg).mean()
 
 
