@@ -4,6 +4,7 @@
     python bench/ablation.py report  [--out bench/results/ablation] [--write]
     python bench/ablation.py search  [--out bench/results/ablation] [--write]
     python bench/ablation.py recheck [--out bench/results/ablation] [--write]
+    python bench/ablation.py pairs [--out bench/results/ablation] [--write]
 
 ``collect`` copies, from the pipeline's ``results/ablation/city*/seed*/`` (the target
 ``results/synthetic_ablation.csv``, see README "The KD ablation"), each run's recall CSVs with
@@ -16,6 +17,10 @@ new one differs (then it is replaced and named).
 (:mod:`wakd.stages.ablation`: the variants of ``config/config.yaml``, paired to ``student_nokd``)
 into ``OUT/table.csv`` and prints it as Markdown; with ``--write`` it also replaces the parts of
 BENCHMARKS.md and README.md between ``<!-- ablation:NAME -->`` and ``<!-- /ablation:NAME -->``.
+
+``pairs`` gives paired differences between two student variants (the two soft-label sources of the
+authors' WAKD setup, and each against ``kd_rank``) into ``OUT/pairs.csv``; ``--write`` puts them in
+BENCHMARKS.md.
 
 ``search`` tabulates the no-KD recipe search (``config/nokd_search.yaml``): per variant, the best
 validation R@5 of each run (what selects its ``model_best``) and R@1 at that epoch, the mean over
@@ -160,6 +165,34 @@ def recheck(out: Path) -> tuple[pd.DataFrame, str]:
     return df, text
 
 
+PAIRS = (("student_wakd_sfrs", "student_wakd_script"), ("student_wakd_sfrs", "student_kd_rank"),
+         ("student_wakd_script", "student_kd_rank"))
+
+
+def pairs(out: Path) -> tuple[pd.DataFrame, str]:
+    """Paired differences between two variants (``PAIRS``: the soft-label sources of the authors' setup, and
+    each against ``kd_rank``), R@1 by condition, over the runs both have."""
+    runs = read_runs(sorted((out / "runs").glob("city*/seed*/*_test_recall.csv")))
+    rows = []
+    lines = ["| A − B | pairs | Δ R@1 day | Δ R@1 sunset | Δ R@1 night | Δ R@1 all |", "|---|---|---|---|---|---|"]
+    for a, b in PAIRS:
+        if not {a, b} <= set(runs["variant"]):
+            continue
+        t = ablation_table(runs[runs["variant"].isin([a, b, "teacher"])], b, "teacher")
+        t = t[(t["variant"] == a) & (t["rule"] == "25m")].set_index("condition")
+        rows += [{"a": a, "b": b, "condition": c, "pairs": int(r["pairs"]), "diff_R@1": r["R@1_diff"],
+                  "lo": r["R@1_diff_lo"], "hi": r["R@1_diff_hi"]} for c, r in t.iterrows()]
+        cells = [f"{100 * t.loc[c, 'R@1_diff']:+.1f} [{100 * t.loc[c, 'R@1_diff_lo']:+.1f}, "
+                 f"{100 * t.loc[c, 'R@1_diff_hi']:+.1f}]" for c in ("day", "sunset", "night", "all")]
+        lines.append(f"| `{a}` − `{b}` | {int(t['pairs'].iloc[0])} | " + " | ".join(cells) + " |")
+    df = pd.DataFrame(rows)
+    df.to_csv(out / "pairs.csv", index=False, float_format="%.6f")
+    text = ("Paired differences between variants (test, 25 m, R@1 points, 95 % t-interval over the runs both have); "
+            "raw: `bench/results/ablation/runs/`, table: `python bench/ablation.py pairs` "
+            "(`bench/results/ablation/pairs.csv`).\n\n" + "\n".join(lines) + "\n")
+    return df, text
+
+
 def replace_between(path: Path, name: str, text: str) -> None:
     """Replace what lies between ``<!-- ablation:NAME -->`` and ``<!-- /ablation:NAME -->`` in ``path``."""
     doc = path.read_text()
@@ -173,7 +206,7 @@ def replace_between(path: Path, name: str, text: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=("collect", "report", "search", "recheck"))
+    ap.add_argument("command", choices=("collect", "report", "search", "recheck", "pairs"))
     ap.add_argument("--results", type=Path, default=REPO / "results")
     ap.add_argument("--out", type=Path, default=REPO / "bench/results/ablation")
     ap.add_argument("--write", action="store_true", help="also update BENCHMARKS.md (and README.md)")
@@ -181,8 +214,8 @@ def main() -> None:
     if args.command == "collect":
         collect(args.results, args.out)
         return
-    if args.command in ("search", "recheck"):
-        _, text = (search if args.command == "search" else recheck)(args.out)
+    if args.command in ("search", "recheck", "pairs"):
+        _, text = {"search": search, "recheck": recheck, "pairs": pairs}[args.command](args.out)
         print(text)
         if args.write:
             replace_between(REPO / "BENCHMARKS.md", args.command, text)

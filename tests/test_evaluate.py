@@ -134,3 +134,25 @@ def test_torch_search_path_matches_faiss_and_names_bad_rows():
     db[1500, 3] = np.nan
     with pytest.raises(WakdError, match="row 1500 is not finite"):
         knn(db, q, 5, chunk_rows=1024, device="cpu:0")
+
+
+def test_summarize_markdown_table(tmp_path, capsys):
+    """`wakd summarize --markdown`: one row per model, R@1/5/10 in % per condition of the rule."""
+    import pandas as pd
+
+    from wakd.cli import main as cli
+
+    rows = [{"model": m, "dataset": "synthetic", "split": "test", "rule": "25m", "condition": c, "R@1": r1,
+             "R@5": 0.5, "R@10": 0.75, "R@20": 0.9, "queries": 10}
+            for m, r1 in (("teacher", 0.4), ("student_kd", 0.25)) for c in ("all", "day")]
+    rows.append({**rows[0], "rule": "10m", "R@1": 0.1})
+    csv = tmp_path / "r.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    assert cli(["summarize", "--csv", str(csv), "--out", str(tmp_path / "s.csv"), "--markdown"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "| dataset | model | all R@1/5/10 | day R@1/5/10 |"
+    assert lines[2] == "| synthetic | `teacher` | 40.0 / 50.0 / 75.0 | 40.0 / 50.0 / 75.0 |"
+    assert lines[3].startswith("| synthetic | `student_kd` | 25.0 / 50.0") and len(lines) == 4
+    assert cli(["summarize", "--csv", str(csv), "--out", str(tmp_path / "t.csv"), "--markdown",
+                "--rule", "5m"]) == 2
+    assert not (tmp_path / "t.csv").exists()  # refused before anything is written

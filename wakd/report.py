@@ -165,3 +165,20 @@ def prediction_grid(q_paths: Sequence[str], db_paths: Sequence[str], pred: np.nd
         grid.append(cells)
     image_grid(grid, out, title)
     return len(rows)
+
+
+def markdown_recalls(table: pd.DataFrame, rule: str = "25m", ns: Sequence[int] = (1, 5, 10)) -> str:
+    """The recall table as Markdown: one row per (dataset, model), for each query condition its
+    R@1 / R@5 / R@10 in % (the form pasted into papers and issues); ``rule`` picks the positives rule."""
+    part = table[table["rule"] == rule]
+    if part.empty:
+        raise WakdError(f"--rule {rule}: no rows with this rule (found: {', '.join(map(str, table['rule'].unique()))})")
+    conditions = list(dict.fromkeys(part["condition"]))
+    head = ["dataset", "model", *(f"{c} R@{'/'.join(map(str, ns))}" for c in conditions)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (dataset, model), rows in part.groupby(["dataset", "model"], sort=False):
+        by = rows.set_index("condition")
+        cells = [" / ".join(f"{100 * by.loc[c, f'R@{n}']:.1f}" if c in by.index and f"R@{n}" in by.columns
+                            else "–" for n in ns) for c in conditions]
+        lines.append("| " + " | ".join([str(dataset), f"`{model}`", *cells]) + " |")
+    return "\n".join(lines)

@@ -793,8 +793,10 @@ def _read_resume(path: str | os.PathLike, cfg: TrainConfig) -> dict:
         raise WakdError(f"--resume {path}: not a checkpoint of 'wakd train' / 'wakd distill' (expected entries "
                         f"{', '.join(keys)})")
     saved, now = ck["config"], {**cfg.record(), "arch_kwargs": cfg.arch_kwargs, "inputs": input_identity(cfg)}
+    # with generations, --epochs places the generations' boundaries: it may not change either
+    free = RESUMABLE_CHANGES - ({"epochs"} if cfg.generations > 1 else set())
     changed = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in now.items()
-               if k not in RESUMABLE_CHANGES and k in saved and saved[k] != v]
+               if k not in free and k in saved and saved[k] != v]
     if changed:
         raise WakdError(f"--resume {path}: the run was made with other options ({'; '.join(changed)}); resume with "
                         "the same options, or start over with --overwrite")
