@@ -219,9 +219,12 @@ def _gcfg(tiny_city, out, clusters, teacher, **kw):
 
 
 def test_two_generations_and_resume_mid_generation_is_bitwise(tiny_city, tmp_path, trained_teacher, student_clusters,
-                                                              monkeypatch):
+                                                              monkeypatch, caplog):
     whole = _gcfg(tiny_city, tmp_path / "whole", student_clusters, trained_teacher)
-    distill(whole)
+    with caplog.at_level("INFO", logger="wakd.stages.train"):
+        distill(whole)
+    said = caplog.text  # epoch lines count from 1 and name the generation; steps logged as lines off a terminal
+    assert "epoch 3/3 (generation 1):" in said and "epoch 1/3 train: step 1/6" in said and "\r" not in said
     hist = pd.read_csv(tmp_path / "whole/history.csv")
     assert list(hist["generation"]) == [0, 1, 1] and list(hist["epoch"]) == [0, 1, 2]
     steps = pd.read_csv(tmp_path / "whole/steps.csv")

@@ -72,9 +72,11 @@ def map_images(fn: Callable[[torch.Tensor], torch.Tensor], model: torch.nn.Modul
     return [y for _idx, y in iter_images(fn, model, paths, device, **kw)]
 
 
-def describe_images(model: torch.nn.Module, paths: Sequence[str], device: torch.device, **kw) -> np.ndarray:
-    """``[len(paths), D]`` global descriptors of a model whose forward returns them."""
-    parts = map_images(lambda y: y, model, paths, device, desc="describe", **kw)
+def describe_images(model: torch.nn.Module, paths: Sequence[str], device: torch.device, desc: str = "describe",
+                    **kw) -> np.ndarray:
+    """``[len(paths), D]`` global descriptors of a model whose forward returns them (``desc``: the
+    progress bar's label)."""
+    parts = map_images(lambda y: y, model, paths, device, desc=desc, **kw)
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 

@@ -61,6 +61,7 @@ from wakd.models.regions import LAYOUTS as REGION_LAYOUTS
 from wakd.models.regions import anchor_region_similarities, region_vlads
 from wakd.models.weights import load_trusted, load_weights
 from wakd.options import NetOptions, RunOptions, TrainSplit, option
+from wakd.progress import StepProgress
 from wakd.provenance import run_info
 from wakd.recall import RECALL_VALUES, recall_rows
 from wakd.rerank import Reranker
@@ -290,16 +291,18 @@ def mine_chunk(model: torch.nn.Module, ds: PlaceDataset, queries: np.ndarray, se
              for q in queries}
     if rerank:  # every image: re-ranking needs each one's neighbourhood
         need, q_rows = np.arange(ds.num_db), queries
-        q_all = describe_images(model, ds.q_paths, device, **_describe_options(cfg))
+        q_all = describe_images(model, ds.q_paths, device, desc="mining: queries", **_describe_options(cfg))
     else:
         need = np.unique(np.concatenate([sets.positives[q] for q in queries] + list(pools.values())))
         q_rows = np.arange(len(queries))
-    db_desc = describe_images(model, [ds.db_paths[i] for i in need], device, **_describe_options(cfg))
+    db_desc = describe_images(model, [ds.db_paths[i] for i in need], device, desc="mining: database",
+                              **_describe_options(cfg))
     if rerank:
         reranker = Reranker(np.concatenate([q_all, db_desc]), RERANK_K1, RERANK_LAMBDA)
         q_desc = q_all[q_rows]
     else:
-        q_desc = describe_images(model, [ds.q_paths[i] for i in queries], device, **_describe_options(cfg))
+        q_desc = describe_images(model, [ds.q_paths[i] for i in queries], device, desc="mining: queries",
+                                 **_describe_options(cfg))
     row = {int(j): r for r, j in enumerate(need)}
     tuples = []
     for qd, q in zip(q_desc, queries):
@@ -329,8 +332,8 @@ def calibrate(model: torch.nn.Module, ds: PlaceDataset, cfg: TrainConfig, device
 
 def validate(model: torch.nn.Module, ds: PlaceDataset, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
     """Recall@N (25 m rule, all queries) on the validation split."""
-    db = describe_images(model, ds.db_paths, device, **_describe_options(cfg))
-    q = describe_images(model, ds.q_paths, device, **_describe_options(cfg))
+    db = describe_images(model, ds.db_paths, device, desc="validation: database", **_describe_options(cfg))
+    q = describe_images(model, ds.q_paths, device, desc="validation: queries", **_describe_options(cfg))
     _, pred = knn(db, q, max(cfg.recall_values), device=str(device) if device.type == "cuda" else "cpu")
     row = next(r for r in recall_rows(pred, ds, "val", cfg.recall_values) if r["rule"] == "25m"
                and r["condition"] == "all")
@@ -579,7 +582,7 @@ def epoch_queries(run: Run, epoch: int) -> tuple[np.ndarray, np.random.Generator
 
 
 def train_chunk(run: Run, epoch: int, chunk: np.ndarray, c0: int, rng: np.random.Generator, step_losses: Callable,
-                workers: int, terms: dict[str, list[float]]) -> tuple[float, float]:
+                workers: int, terms: dict[str, list[float]], progress: StepProgress) -> tuple[float, float]:
     """Mine the tuples of the queries ``chunk`` with the current model, then train on them in whole batches;
     returns the seconds spent mining and training. Each step's loss terms are appended to ``terms``."""
     cfg, model, device = run.cfg, run.model, run.device
@@ -606,6 +609,7 @@ def train_chunk(run: Run, epoch: int, chunk: np.ndarray, c0: int, rng: np.random
         loss.backward()
         run.opt.step()
         values = {k: v.item() for k, v in parts.items()}
+        progress.update(values["loss"])
         for k, v in values.items():
             terms.setdefault(k, []).append(v)
         if run.rank == 0:
@@ -621,10 +625,14 @@ def train_epoch(run: Run, epoch: int, step_losses: Callable, workers: int) -> tu
     queries, rng = epoch_queries(run, epoch)
     t_cache = t_train = 0.0
     terms: dict[str, list[float]] = {}
-    for c0 in range(0, len(queries), cfg.cache_size):
+    chunks = range(0, len(queries), cfg.cache_size)
+    steps = sum(len(queries[c0:c0 + cfg.cache_size]) // cfg.tuples_per_batch for c0 in chunks)
+    progress = StepProgress(steps, f"epoch {epoch + 1}/{cfg.total_epochs} train", enabled=run.rank == 0)
+    for c0 in chunks:
         dt_cache, dt_train = train_chunk(run, epoch, queries[c0:c0 + cfg.cache_size], c0, rng, step_losses, workers,
-                                         terms)
+                                         terms, progress)
         t_cache, t_train = t_cache + dt_cache, t_train + dt_train
+    progress.close()
     run.sched.step()
     means = {k: float(np.mean(v)) for k, v in terms.items()} or {"loss": float("nan")}
     if run.world > 1:
@@ -633,6 +641,14 @@ def train_epoch(run: Run, epoch: int, step_losses: Callable, workers: int) -> tu
         means = dict(zip(means, (stat / run.world).tolist()))
         run.hard_negs = _merge_cache(run.hard_negs, queries, run.device)
     return means, queries, t_cache, t_train
+
+
+def _eta(run: Run, epoch: int) -> str:
+    """``, run ETA ...`` from the mean time of the epochs trained in this process (none left: empty)."""
+    left = run.cfg.total_epochs - epoch - 1
+    done = run.history[-(epoch - run.start + 1):]
+    spent = sum(r["cache_seconds"] + r["train_seconds"] + r["val_seconds"] for r in done)
+    return f", run ETA {spent / len(done) * left / 60:.1f} min" if left and done else ""
 
 
 def end_epoch(run: Run, epoch: int, means: dict[str, float], n_queries: int, t_cache: float,
@@ -651,8 +667,10 @@ def end_epoch(run: Run, epoch: int, means: dict[str, float], n_queries: int, t_c
                "cache_seconds": round(t_cache, 2), "train_seconds": round(t_train, 2), "val_seconds": round(t_val, 2),
                "cache_share": round(t_cache / max(t_cache + t_train, 1e-9), 3)}
         run.history.append(row)
-        log.info("epoch %d: loss %.4f, val %s, cache %.0f%% of %.0f s", epoch, means["loss"],
-                 " ".join(f"{k} {100 * v:.1f}" for k, v in rec.items()), 100 * row["cache_share"], t_cache + t_train)
+        log.info("epoch %d/%d%s: loss %.4f, val %s, cache %.0f%% of %.0f s%s", epoch + 1, cfg.total_epochs,
+                 f" (generation {run.generation})" if cfg.generations > 1 else "", means["loss"],
+                 " ".join(f"{k} {100 * v:.1f}" for k, v in rec.items()), 100 * row["cache_share"], t_cache + t_train,
+                 _eta(run, epoch))
         if rec[cfg.select_metric] > run.best:
             run.best, run.best_epoch = rec[cfg.select_metric], epoch
         run.ck = _checkpoint(run, epoch)
