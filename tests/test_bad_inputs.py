@@ -90,6 +90,10 @@ def files(tmp_path_factory, tiny_city):
     d = tmp_path_factory.mktemp("bad")
     f = {"city": tiny_city, "d": d}
     f["desc"] = descriptor_file(d / "good.hdf5")
+    (d / "link.hdf5").symlink_to(f["desc"])
+    f["desc_link"] = d / "link.hdf5"
+    os.link(f["desc"], d / "hard.hdf5")
+    f["desc_hard"] = d / "hard.hdf5"
     f["desc_rows"] = descriptor_file(d / "rows.hdf5", db_rows=17)
     f["desc_nan_db"] = descriptor_file(d / "nan_db.hdf5", nan_db=True)
     f["desc_nan_q"] = descriptor_file(d / "nan_q.hdf5", nan_q=True)
@@ -142,19 +146,21 @@ def files(tmp_path_factory, tiny_city):
 
 NET = ["--arch", "resnet18", "--num-clusters", "8", "--dataset", "synthetic", "--workers", "0"]
 
-def net_case(name: str, command: str, options: list[str], needle: str, flag: str = "--out") -> tuple:
-    """A case of a network command on the tiny city, writing ``{out}``."""
-    return name, [command, *NET, "--root", "{city}", *options, flag, "{out}"], needle, "{out}"
+def net_case(name: str, command: str, options: list[str], needle: str, flag: str = "--out",
+             out: str = "{out}") -> tuple:
+    """A case of a network command on the tiny city, writing ``out`` (default ``{out}``, which must not appear)."""
+    return name, [command, *NET, "--root", "{city}", *options, flag, out], needle, "{out}" if out == "{out}" else None
 
 
-def run_case(name: str, command: str, options: list[str], needle: str) -> tuple:
-    """A case of ``train`` / ``distill`` writing the run folder ``{out}``."""
-    return net_case(name, command, options, needle, flag="--out-dir")
+def run_case(name: str, command: str, options: list[str], needle: str, out: str = "{out}") -> tuple:
+    """A case of ``train`` / ``distill`` writing the run folder ``out``."""
+    return net_case(name, command, options, needle, flag="--out-dir", out=out)
 
 
-def eval_case(name: str, descriptors: str, options: list[str], needle: str) -> tuple:
-    """A case of ``evaluate`` on a descriptor file of the fixture, writing ``{out}``."""
-    return name, ["evaluate", "--descriptors", descriptors, "--model", "m", *options, "--out", "{out}"], needle, "{out}"
+def eval_case(name: str, descriptors: str, options: list[str], needle: str, out: str = "{out}") -> tuple:
+    """A case of ``evaluate`` on a descriptor file of the fixture, writing ``out``."""
+    return (name, ["evaluate", "--descriptors", descriptors, "--model", "m", *options, "--out", out], needle,
+            "{out}" if out == "{out}" else None)
 
 
 # (id, argv template, text the message must hold, output that must not appear). {name} is a file of
@@ -275,6 +281,28 @@ CASES = [
                              "--model", "m", "--out", "{out}"], "notes.txt", "{out}"),
     # fingerprint
     ("fingerprint-stage", ["fingerprint", "training"], "training", None),
+    # an output that is an input, another output, or a folder (one guard, every command; checked first)
+    eval_case("evaluate-out-is-input", "{desc}", [], "is also the input --descriptors", out="{desc}"),
+    eval_case("evaluate-out-symlink-to-input", "{desc}", [], "is also the input --descriptors", out="{desc_link}"),
+    eval_case("evaluate-out-hardlink-to-input", "{desc}", [], "is also the input --descriptors", out="{desc_hard}"),
+    eval_case("evaluate-figure-is-out", "{desc}", ["--figure", "{out}"], "is also --out"),
+    eval_case("evaluate-predictions-is-input", "{desc}", ["--predictions", "{desc}"], "--predictions"),
+    eval_case("evaluate-out-is-folder", "{desc}", [], "is a folder", out="{notes}"),
+    ("export-out-is-checkpoint", ["export", "--checkpoint", "{foreign_run}", "--format", "onnx", "--out",
+                                  "{foreign_run}"], "is also the input --checkpoint", None),
+    ("summarize-out-is-csv", ["summarize", "--csv", "{csv}", "--out", "{csv}"], "is also the input --csv", None),
+    ("summarize-figure-is-csv", ["summarize", "--csv", "{csv}", "--out", "{out}", "--figure", "{csv}"],
+     "--figure", "{out}"),
+    ("gather-out-is-shard", ["gather", "--shards", "{text}", "{desc}", "--out", "{desc}"], "is also the input --shards",
+     None),
+    ("index-out-is-checkpoint", ["index", "--checkpoint", "{foreign_run}", "--images", "{city}", "--out",
+                                 "{foreign_run}"], "is also the input --checkpoint", None),
+    net_case("extract-out-is-clusters", "extract", ["--clusters", "{clu_k}"], "is also the input --clusters",
+             out="{clu_k}"),
+    run_case("train-init-in-out-dir", "train", ["--init", "{run}/checkpoint.pth.tar", "--overwrite"],
+             "lies in --out-dir", out="{run}"),
+    run_case("distill-teacher-in-out-dir", "distill", ["--teacher", "{run}/model_best.pth.tar", "--overwrite"],
+             "lies in --out-dir", out="{run}"),
 ]
 
 

@@ -23,10 +23,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import types
 import typing
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from wakd.data import DEFAULT_DATA_ROOT, LOADERS
@@ -51,7 +53,7 @@ def parse_size(text: str, largest: int = 4096) -> tuple[int, int]:
 
 def option(default: Any = MISSING, help: str = "", *, choices: tuple | None = None,
            parse: Callable[[str], Any] | None = None, low: float | None = None, metavar: str | None = None,
-           cli: bool = True, record: bool = True, positional: bool = False) -> Any:
+           cli: bool = True, record: bool = True, positional: bool = False, path: str | None = None) -> Any:
     """A dataclass field declaring one command-line option.
 
     Args:
@@ -64,9 +66,11 @@ def option(default: Any = MISSING, help: str = "", *, choices: tuple | None = No
         cli: False for fields set by the library, not on the command line.
         record: False for fields left out of a run's recorded configuration (e.g. ``--resume``).
         positional: a positional argument instead of ``--name``.
+        path: ``in`` (a file the command reads), ``out`` (a file it writes) or ``dir`` (a folder it
+            writes into): :func:`check_paths` refuses an output that is an input or another output.
     """
     meta = {"help": help, "choices": choices, "parse": parse, "low": low, "metavar": metavar, "cli": cli,
-            "record": record, "positional": positional}
+            "record": record, "positional": positional, "path": path}
     if isinstance(default, list | dict | set):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -109,10 +113,60 @@ class Options:
                 if meta["low"] is not None and not isinstance(v, bool) and v < meta["low"]:
                     raise WakdError(f"{_flag(f.name)} {v}: expected a value >= {meta['low']:g}")
 
+        check_paths(self)
+
     def record(self) -> dict:
         """The options as plain values, for provenance records and checkpoints."""
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
                 for f in fields(self) if f.metadata.get("record", True)}
+
+
+# what a folder output (``path="dir"``) holds that wakd writes: an input there would be overwritten
+DIR_OUTPUTS = ("checkpoint.pth.tar", "model_best.pth.tar", "history.csv", "steps.csv")
+
+
+def _same(a: str, b: str) -> bool:
+    """Whether two paths name one file (resolved: symlinks; for existing files also hard links)."""
+    pa, pb = Path(a), Path(b)
+    if pa.resolve() == pb.resolve():
+        return True
+    try:
+        return pa.exists() and pb.exists() and os.path.samefile(pa, pb)
+    except OSError:
+        return False
+
+
+def check_paths(opts: Options) -> None:
+    """Refuse, before any work, an output file that is one of the inputs, another output, or a folder,
+    and an input inside a folder output where wakd writes that very file (e.g. ``--init`` in
+    ``--out-dir``).
+
+    Raises:
+        WakdError: naming both options and the path.
+    """
+    named = {"in": [], "out": [], "dir": []}
+    for f in fields(opts):
+        kind, value = f.metadata.get("path") if f.metadata else None, getattr(opts, f.name)
+        if kind is None or value is None or value == "":
+            continue
+        for v in value if isinstance(value, tuple | list) else (value,):
+            if v not in (None, ""):
+                named[kind].append((_flag(f.name), str(v)))
+    for i, (flag, out) in enumerate(named["out"]):
+        if Path(out).is_dir():
+            raise WakdError(f"{flag} {out}: is a folder; expected the path of a file to write")
+        for other, src in named["in"]:
+            if _same(out, src):
+                raise WakdError(f"{flag} {out}: is also the input {other}; writing it would destroy that input "
+                                "(write elsewhere)")
+        for other, out2 in named["out"][i + 1:]:
+            if _same(out, out2):
+                raise WakdError(f"{other} {out2}: is also {flag}; each output needs its own path")
+    for flag, folder in named["dir"]:
+        for other, src in named["in"]:
+            if any(_same(str(Path(folder) / name), src) for name in DIR_OUTPUTS):
+                raise WakdError(f"{other} {src}: lies in {flag} {folder}, where this run writes "
+                                f"{Path(src).name}; copy it elsewhere or choose another {flag}")
 
 
 def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
@@ -210,7 +264,7 @@ class BackboneOptions(Options):
     output_stride: int = option(32, "mobilenetv3_*: 16 drops the last stage (a 6x8 map at 96x128; default 32)",
                                 choices=(16, 32))
     weights: str | None = option(None, "local pretrained backbone weights (torchvision .pth or OpenIBL .pth.tar); "
-                                       "without it the backbone starts from random initialisation")
+                                       "without it the backbone starts from random initialisation", path="in")
 
     @property
     def arch_kwargs(self) -> dict:
@@ -232,7 +286,7 @@ class NetOptions(BackboneOptions):
     """Backbone + NetVLAD."""
 
     num_clusters: int = option(64, "NetVLAD K", low=1)
-    clusters: str | None = option(None, "*_desc_cen.hdf5 from 'wakd cluster' to initialise NetVLAD")
+    clusters: str | None = option(None, "*_desc_cen.hdf5 from 'wakd cluster' to initialise NetVLAD", path="in")
 
 
 @dataclass(kw_only=True)

@@ -44,10 +44,10 @@ class AblationConfig(Options):
     difference to --baseline with its t-interval, the ratio to --teacher and the number of runs.
     """
 
-    recall: tuple[str, ...] = option(help="recall CSVs of every run, model column VARIANT@RUN")
-    out: str = option(help="CSV to write (and OUT.info.json, its provenance)")
+    recall: tuple[str, ...] = option(help="recall CSVs of every run, model column VARIANT@RUN", path="in")
+    out: str = option(help="CSV to write (and OUT.info.json, its provenance)", path="out")
     figure: str | None = option(None, "PNG: each variant's mean --metric and its interval per condition, "
-                                      "every run a dot")
+                                      "every run a dot", path="out")
     baseline: str = option("student_nokd", "the variant paired differences are taken against")
     teacher: str = option("teacher", "the variant ratios are taken to")
     split: str = option("test", "the split tabulated")

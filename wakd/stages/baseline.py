@@ -19,7 +19,7 @@ class BaselineConfig(DataOptions):
     and per query condition. Writes a tidy CSV.
     """
 
-    out: str = option(help="CSV to write (and OUT.info.json, its provenance)")
+    out: str = option(help="CSV to write (and OUT.info.json, its provenance)", path="out")
     methods: tuple[str, ...] = option(METHODS, "descriptors compared", choices=METHODS)
     recall_values: tuple[int, ...] = option(RECALL_VALUES, "the N of Recall@N", low=1)
 

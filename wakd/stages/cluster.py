@@ -67,7 +67,7 @@ class ClusterConfig(BackboneOptions, TrainSplit, RunOptions):
     *_desc_cen.hdf5 layout).
     """
 
-    out: str = option(help="HDF5 file to write")
+    out: str = option(help="HDF5 file to write", path="out")
     num_clusters: int = option(64, "k-means centres K", low=1)
     num_images: int = option(500, "training images sampled", low=1)
     per_image: int = option(100, "locations sampled per image", low=1)

@@ -75,7 +75,7 @@ class DistillConfig(TrainConfig):
     """
 
     teacher: str = option(help="the teacher's checkpoint (model_best.pth.tar of wakd train, or an OpenIBL "
-                               "checkpoint with --teacher-arch)")
+                               "checkpoint with --teacher-arch)", path="in")
     teacher_arch: str | None = option(None, "teacher backbone when the checkpoint does not record it",
                                       choices=BACKBONES)
     teacher_num_clusters: int | None = option(None, "teacher NetVLAD K when not recorded", low=1)

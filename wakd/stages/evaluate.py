@@ -41,16 +41,16 @@ class EvaluateConfig(Options):
     R@N..., queries.
     """
 
-    descriptors: str = option(help="HDF5 from 'wakd extract'")
+    descriptors: str = option(help="HDF5 from 'wakd extract'", path="in")
     model: str = option(help="name for the model column")
-    out: str = option(help="CSV to write (and OUT.info.json, its provenance)")
+    out: str = option(help="CSV to write (and OUT.info.json, its provenance)", path="out")
     recall_values: tuple[int, ...] = option(RECALL_VALUES, "the N of Recall@N", low=1)
     dedup_panoramas: bool = option(False, "keep the best-ranked image of each database panorama (Tokyo 24/7 "
                                           "convention)")
     chunk_rows: int | None = option(None, "database rows searched at a time", low=1)
     device: str = option("auto", "auto, cpu or cuda")
-    predictions: str | None = option(None, "also write the top-k indices and scores (HDF5)")
-    figure: str | None = option(None, "also write a PNG grid of queries and their top predictions")
+    predictions: str | None = option(None, "also write the top-k indices and scores (HDF5)", path="out")
+    figure: str | None = option(None, "also write a PNG grid of queries and their top predictions", path="out")
     num_queries: int = option(8, "rows of the figure", low=1)
     num_preds_to_save: int = option(5, "predictions per row of the figure", low=1)
     only_wrong: bool = option(False, "figure: only queries wrong at R@1")

@@ -31,10 +31,10 @@ class ExportConfig(Options):
     dynamic batch; checked against PyTorch on random input.
     """
 
-    checkpoint: str = option(help="model_best.pth.tar of 'wakd train' / 'wakd distill'")
+    checkpoint: str = option(help="model_best.pth.tar of 'wakd train' / 'wakd distill'", path="in")
     format: str = option(help="onnx or torchscript", choices=FORMATS)
-    out: str = option(help="file to write (.onnx or .pt)")
-    pca: str | None = option(None, "PCA-whitening HDF5 of 'wakd pca' for this network")
+    out: str = option(help="file to write (.onnx or .pt)", path="out")
+    pca: str | None = option(None, "PCA-whitening HDF5 of 'wakd pca' for this network", path="in")
     size: tuple[int, int] | None = option(None, "input HxW (default: the checkpoint's training size)",
                                           parse=parse_size, metavar="HxW")
     opset: int = option(18, "ONNX opset", low=13)

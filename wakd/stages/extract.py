@@ -42,9 +42,9 @@ class ExtractConfig(NetOptions, DataOptions, RunOptions):
     the dataset).
     """
 
-    out: str = option(help="HDF5 file to write")
-    checkpoint: str | None = option(None, "full-model checkpoint (wakd or OpenIBL)")
-    pca: str | None = option(None, "PCA-whitening HDF5 from 'wakd pca' (applied after NetVLAD, then L2)")
+    out: str = option(help="HDF5 file to write", path="out")
+    checkpoint: str | None = option(None, "full-model checkpoint (wakd or OpenIBL)", path="in")
+    pca: str | None = option(None, "PCA-whitening HDF5 from 'wakd pca' (applied after NetVLAD, then L2)", path="in")
     dtype: str = option("float16", "stored precision", choices=("float16", "float32"))
     shard: tuple[int, int] | None = option(None, "describe only part I of N of the split's database and queries "
                                                  "(contiguous, cut on the batch grid); 'wakd gather' joins the N "

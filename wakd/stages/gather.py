@@ -22,8 +22,8 @@ class GatherConfig(Options):
     covering every row once, and write the descriptor file an unsharded 'wakd extract' writes.
     """
 
-    shards: tuple[str, ...] = option(help="the N shard files, in any order")
-    out: str = option(help="HDF5 descriptor file to write")
+    shards: tuple[str, ...] = option(help="the N shard files, in any order", path="in")
+    out: str = option(help="HDF5 descriptor file to write", path="out")
 
 
 def run(cfg: GatherConfig) -> dict:

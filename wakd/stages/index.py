@@ -31,13 +31,13 @@ class IndexConfig(Options):
     are described.
     """
 
-    checkpoint: str = option(help="model_best.pth.tar of 'wakd train' / 'wakd distill'")
+    checkpoint: str = option(help="model_best.pth.tar of 'wakd train' / 'wakd distill'", path="in")
     images: str = option(help="folder of photos (searched recursively for .jpg/.jpeg/.png)")
-    out: str = option(help="index file to write (HDF5)")
+    out: str = option(help="index file to write (HDF5)", path="out")
     positions: tuple[str, ...] = option((), "CSV(s) image,east,north or image,lat,lon (image: path relative to "
                                             "--images, or file name); default: positions from '@east@north@' "
-                                            "names", metavar="CSV")
-    pca: str | None = option(None, "PCA-whitening HDF5 of 'wakd pca' for this network")
+                                            "names", metavar="CSV", path="in")
+    pca: str | None = option(None, "PCA-whitening HDF5 of 'wakd pca' for this network", path="in")
     batch_size: int = option(32, "images per batch", low=1)
     workers: int = option(2, "data-loader processes", low=0)
     device: str = option("auto", "auto, cpu, cuda or cuda:N")

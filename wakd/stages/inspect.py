@@ -18,7 +18,7 @@ class InspectConfig(DataOptions):
     """
 
     no_check_images: bool = option(False, "skip the image existence check")
-    out: str | None = option(None, "write the JSON (with its provenance) to this file instead of stdout")
+    out: str | None = option(None, "write the JSON (with its provenance) to this file instead of stdout", path="out")
 
 
 def run(cfg: InspectConfig) -> dict:

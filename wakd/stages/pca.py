@@ -23,8 +23,8 @@ class PcaConfig(NetOptions, TrainSplit, RunOptions):
     form when dim > n) keeping --dim components; writes HDF5 (mean, components, variances).
     """
 
-    out: str = option(help="HDF5 file to write")
-    checkpoint: str | None = option(None, "full-model checkpoint (wakd or OpenIBL)")
+    out: str = option(help="HDF5 file to write", path="out")
+    checkpoint: str | None = option(None, "full-model checkpoint (wakd or OpenIBL)", path="in")
     num_images: int = option(10000, "training images described", low=2)
     dim: int = option(4096, "components kept", low=1)
 

@@ -31,10 +31,10 @@ class QueryConfig(Options):
     """
 
     images: tuple[str, ...] = option(help="query image files", positional=True)
-    index: str = option(help="index file of 'wakd index'")
+    index: str = option(help="index file of 'wakd index'", path="in")
     top_k: int = option(5, "matches per query", low=1)
     json: bool = option(False, "print JSON instead of a table")
-    figure: str | None = option(None, "write each query beside its matches to this PNG")
+    figure: str | None = option(None, "write each query beside its matches to this PNG", path="out")
     checkpoint: str | None = option(None, "the index's checkpoint, when it has moved (its SHA-256 must match)")
     pca: str | None = option(None, "the index's PCA file, when it has moved (its SHA-256 must match)")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")

@@ -15,9 +15,9 @@ class SummarizeConfig(Options):
     against N, one panel per dataset and query condition, one line per model.
     """
 
-    csv: tuple[str, ...] = option(help="recall CSVs")
-    out: str = option(help="combined CSV to write (and OUT.info.json, its provenance)")
-    figure: str | None = option(None, "PNG of the Recall@N curves")
+    csv: tuple[str, ...] = option(help="recall CSVs", path="in")
+    out: str = option(help="combined CSV to write (and OUT.info.json, its provenance)", path="out")
+    figure: str | None = option(None, "PNG of the Recall@N curves", path="out")
     rule: str = option("25m", "rule plotted")
     condition: str = option("each", "condition plotted: each (one panel per condition), all, day, sunset, night",
                             choices=("each", "all", "day", "sunset", "night"))

@@ -87,7 +87,7 @@ class TrainConfig(NetOptions, TrainSplit, RunOptions):
     --out-dir. Multi-GPU: torchrun --nproc_per_node N -m wakd train ...
     """
 
-    out_dir: str = option(help="run folder (checkpoints, history)")
+    out_dir: str = option(help="run folder (checkpoints, history)", path="dir")
     resume: str | None = option(None, "checkpoint.pth.tar of an interrupted run of the same options; auto: the "
                                       "one in --state-dir if there is one, else start", record=False)
     state_dir: str | None = option(None, "where the resumable state (checkpoint.pth.tar, steps.csv) is kept while "
@@ -128,7 +128,7 @@ class TrainConfig(NetOptions, TrainSplit, RunOptions):
                                              "the last epoch of a generation); later generations run --epochs",
                                           low=1)
     init: str | None = option(None, "checkpoint (wakd train / distill) whose network every generation starts from "
-                                    "(the WAKD script's --resume: a student trained without KD)")
+                                    "(the WAKD script's --resume: a student trained without KD)", path="in")
     soft_labels: str = option("previous", "network giving the soft labels of generation g >= 1: previous = generation "
                                           "g-1 as it ended (OpenIBL's SFRS), initial = the initial network, never "
                                           "refreshed (the WAKD script as released)", choices=SOFT_LABELS)
