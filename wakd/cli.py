@@ -19,7 +19,7 @@ import sys
 import traceback
 
 from wakd import __version__
-from wakd.options import add_options, from_args
+from wakd.options import add_options, check_inputs_exist, from_args
 from wakd.stages import COMMANDS, Command
 from wakd.utils import WakdError, setup_logging
 
@@ -152,7 +152,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         setup_logging(args.verbose, args.log_file)
         log.debug("wakd %s: %s", __version__, " ".join(argv))
-        args.func(from_args(args.config, args))
+        cfg = from_args(args.config, args)
+        check_inputs_exist(cfg)
+        args.func(cfg)
     except WakdError as exc:
         error, message = exc, _one_line(exc)
     except OSError as exc:

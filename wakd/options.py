@@ -169,6 +169,18 @@ def check_paths(opts: Options) -> None:
                                 f"{Path(src).name}; copy it elsewhere or choose another {flag}")
 
 
+def check_inputs_exist(opts: Options) -> None:
+    """Refuse, before any work, an input file (``path="in"``) that does not exist (the command line; the
+    pipeline's planning parse does not call it, since its inputs are made by earlier jobs)."""
+    for f in fields(opts):
+        value = getattr(opts, f.name)
+        if not f.metadata or f.metadata.get("path") != "in" or value in (None, ""):
+            continue
+        for v in value if isinstance(value, tuple | list) else (value,):
+            if not Path(v).exists():
+                raise WakdError(f"{_flag(f.name)} {v}: no such file")
+
+
 def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
     """Add one argument per command-line field of the dataclass ``cls``."""
     hints = typing.get_type_hints(cls)

@@ -152,6 +152,9 @@ class TrainConfig(NetOptions, TrainSplit, RunOptions):
         if self.temperature == 0:
             self.temperature = None
         check_loss_options(self.loss, self.margin, self.temperature)
+        if self.neg_pool < self.neg_num:
+            raise WakdError(f"--neg-pool {self.neg_pool}: fewer random candidates than --neg-num {self.neg_num} hard "
+                            "negatives to keep; expected --neg-pool >= --neg-num")
         if not self.soft_temperatures or min(self.soft_temperatures) <= 0:
             raise WakdError(f"--soft-temperatures {' '.join(map(str, self.soft_temperatures))}: expected positive "
                             "numbers")
