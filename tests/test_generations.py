@@ -15,9 +15,9 @@ from wakd.losses import region_hardest_negatives, region_soft_loss
 from wakd.models.netvlad import NetVLAD
 from wakd.models.regions import anchor_region_similarities, region_vlads
 from wakd.rerank import Reranker
-from wakd.stages import train as train_stage
 from wakd.stages.distill import DistillConfig, distill, gram_rows, kd_terms, pick_rows
 from wakd.stages.train import RankingObjective, Run, TrainConfig, build_model, load_splits, start_generation
+from wakd.training import loop as train_stage
 from wakd.utils import WakdError
 
 # the authors' regions as rectangles of cells: (first row, last row + 1, first col, last col + 1) in cells

@@ -150,13 +150,16 @@ def test_fingerprints_follow_exactly_what_a_stage_runs(tmp_path):
     assert after["train", ("tokyo247",)] != before["train", ("tokyo247",)]
     # docstrings and comments are not code
     _edit(pkg / "stages/train.py", '"""``wakd train``:', '"""``wakd train`` (edited docstring):')
-    _edit(pkg / "stages/train.py", "import csv\n", "import csv  # a comment\n")
+    _edit(pkg / "training/loop.py", "import csv\n", "import csv  # a comment\n")
     assert prints() == after
     # the distillation code reruns distillation only
-    _edit(pkg / "stages/distill.py", "SOFT_TEMPERATURE = 0.07", "SOFT_TEMPERATURE = 0.05")
+    _edit(pkg / "training/distill.py", "SOFT_TEMPERATURE = 0.07", "SOFT_TEMPERATURE = 0.05")
     changed = {k[0] for k, v in prints().items() if v != after[k]}
     assert changed == {"distill"}
     # the stage modules hold what each stage runs
     files = {p.relative_to(pkg).as_posix() for p in stage_modules("pca", pkg, ("synthetic",))}
     assert {"stages/pca.py", "models/build.py", "models/pca.py", "data/synthetic.py"} <= files
     assert "data/tokyo.py" not in files and "cli.py" not in files
+    # the training stage's lazily imported loop is its code too
+    files = {p.relative_to(pkg).as_posix() for p in stage_modules("train", pkg, ("synthetic",))}
+    assert {"stages/train.py", "training/loop.py", "losses.py", "models/regions.py"} <= files

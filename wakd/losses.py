@@ -16,15 +16,13 @@ a ``margin`` (triplet losses) and a ``temperature`` (SARE losses) and returns a 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
+from wakd.loss_names import DEFAULT_MARGINS, LOSS_NAMES, check_loss_options  # noqa: F401 - re-exported
 from wakd.utils import WakdError
-
-DEFAULT_MARGINS = {"triplet": math.sqrt(0.1), "triplet_sq": 0.1}
 
 
 def _sq_distances(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,16 +79,6 @@ def get_loss(name: str) -> Callable[..., torch.Tensor]:
         raise WakdError(f"Unknown loss {name!r}; expected one of {', '.join(LOSSES)}")
     return LOSSES[name]
 
-
-def check_loss_options(name: str, margin: float | None, temperature: float | None) -> None:
-    """Refuse option values a loss cannot use (named), before any work is done."""
-    get_loss(name)
-    if margin is not None and not (margin > 0 and math.isfinite(margin)):
-        raise WakdError(f"--margin {margin}: expected a positive number")
-    if margin is not None and not name.startswith("triplet"):
-        raise WakdError(f"--margin {margin}: the {name} loss has no margin (triplet losses only)")
-    if temperature is not None and not (temperature >= 0 and math.isfinite(temperature)):
-        raise WakdError(f"--temperature {temperature}: expected a positive number (0: Euclidean SARE)")
 
 
 def region_hardest_negatives(q: torch.Tensor, neg_regions: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,9 @@
 loading (:mod:`.weights`), building a full network from files (:mod:`.build`).
 
 This package file imports nothing heavy, so ``wakd --help`` stays fast; ``BACKBONE_NAMES`` mirrors
-the registry (a test checks they agree).
+the registry (a test checks they agree), as the other names here mirror theirs.
 """
 
 BACKBONE_NAMES = ("mobilenetv3_large", "mobilenetv3_small", "resnet152", "resnet18", "resnet50", "vgg16")
+PRECISE_BN_IMAGES = 300  # images of precise BN by default (:mod:`.bn`)
+REGION_LAYOUTS = ("wakd", "sfrs")  # the region layouts of :mod:`.regions`

@@ -22,11 +22,12 @@ import torch
 from torch import nn
 
 from wakd.device import autocast, resolve_precision, to_input
+from wakd.models import PRECISE_BN_IMAGES
 
 log = logging.getLogger(__name__)
 
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
-DEFAULT_IMAGES = 300
+DEFAULT_IMAGES = PRECISE_BN_IMAGES
 
 
 def bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:

@@ -21,9 +21,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from wakd.models import REGION_LAYOUTS
 from wakd.models.netvlad import NetVLAD
 
-LAYOUTS = ("wakd", "sfrs")
+LAYOUTS = REGION_LAYOUTS
 # regions as lists of cells (row-major cell index) of a g x g grid
 REGIONS = {
     "sfrs": (2, ((0, 1, 2, 3), (0, 1), (2, 3), (0, 2), (1, 3), (0,), (1,), (2,), (3,))),
