@@ -163,3 +163,15 @@ def test_fingerprints_follow_exactly_what_a_stage_runs(tmp_path):
     # the training stage's lazily imported loop is its code too
     files = {p.relative_to(pkg).as_posix() for p in stage_modules("train", pkg, ("synthetic",))}
     assert {"stages/train.py", "training/loop.py", "losses.py", "models/regions.py"} <= files
+
+
+def test_torch_free_names_mirror_the_code():
+    """The names the options use without importing torch are those of the code that uses them."""
+    from wakd.loss_names import LOSS_NAMES
+    from wakd.losses import LOSSES
+    from wakd.models import PRECISE_BN_IMAGES, REGION_LAYOUTS
+    from wakd.models.bn import DEFAULT_IMAGES
+    from wakd.models.regions import REGIONS
+
+    assert tuple(LOSSES) == LOSS_NAMES and set(REGIONS) == set(REGION_LAYOUTS)
+    assert DEFAULT_IMAGES == PRECISE_BN_IMAGES == TrainConfig.__dataclass_fields__["precise_bn"].default
