@@ -87,8 +87,8 @@ def test_run_writes_table_figure_and_record(runs, tmp_path):
     ("label", "is not VARIANT@RUN"),
     ("twice", "appears twice"),
     ("baseline", "--baseline student_none: no such variant"),
-    ("out_is_input", "is also a --recall input"),
-    ("figure_is_out", "names another output"),
+    ("out_is_input", "is also the input --recall"),  # the guard every command has (wakd.options.check_paths)
+    ("figure_is_out", "is also --out"),
 ])
 def test_refusals_name_the_file_or_option(runs, tmp_path, case, needle):
     recall, baseline, out, extra = list(runs), "student_nokd", tmp_path / "t.csv", []
