@@ -102,11 +102,7 @@ def generate(out: str | os.PathLike, preset: str | Preset = "demo", seed: int = 
         log.info("rendering %d images (%s preset, %dx%d) with %d workers", len(caps), preset_name,
                  preset.size[0], preset.size[1], workers)
         render_s = _render_all(caps, seed, preset, raw, workers)
-        counts = {}
-        for split in SPLITS:
-            _write_split(raw, split, plan[split])
-            counts[split] = {"db": sum(c.set == "db" for c in plan[split]),
-                             "queries": sum(c.set == "query" for c in plan[split])}
+        counts = _write_splits(raw, plan)
         summary = {"preset": preset_name, "params": preset.to_dict(), "seed": seed, "images": len(caps),
                    "counts": counts, "extent_m": list(city.extent), "facades": int(len(city.segments)),
                    "render_seconds": round(render_s, 2), "workers": workers,
@@ -162,6 +158,16 @@ def _render_all(caps: list[Capture], seed: int, preset: Preset, raw: Path, worke
                 for n in pool.imap_unordered(_render_chunk, chunks):
                     bar.update(n)
     return time.perf_counter() - t1
+
+
+def _write_splits(raw: Path, plan: dict[str, list[Capture]]) -> dict[str, dict[str, int]]:
+    """Write every split's tables; returns each split's database and query counts."""
+    counts = {}
+    for split in SPLITS:
+        _write_split(raw, split, plan[split])
+        counts[split] = {"db": sum(c.set == "db" for c in plan[split]),
+                         "queries": sum(c.set == "query" for c in plan[split])}
+    return counts
 
 
 def _write_split(raw: Path, split: str, caps: list[Capture]) -> None:
