@@ -118,6 +118,15 @@ def files(tmp_path_factory, tiny_city):
     f["foreign_run"] = d / "foreign.pth.tar"
     f["csv"] = recall_csv(d / "good.csv")
     f["csv_text"] = recall_csv(d / "text.csv", r1="high")
+    f["csv_other"] = recall_csv(d / "other.csv", r1="0.25")  # the same result key as good.csv, another recall
+    (d / "latin1.csv").write_bytes("model,dataset,split,rule,condition,R@1,R@5,queries\n"
+                                   "modèle,synthetic,test,25m,all,0.5,0.6,10\n".encode("latin-1"))
+    f["csv_latin1"] = d / "latin1.csv"
+    (d / "dupcol.csv").write_text("model,dataset,split,rule,condition,R@1,R@1,queries\nm,synthetic,test,25m,all,"
+                                  "0.5,0.6,10\n")
+    f["csv_dupcol"] = d / "dupcol.csv"
+    (d / "norows.csv").write_text("model,dataset,split,rule,condition,R@1,R@5,queries\n")
+    f["csv_norows"] = d / "norows.csv"
     f["csv_big"] = recall_csv(d / "big.csv", r1="1.5")
     (d / "cols.csv").write_text("a,b\n1,2\n")
     f["csv_cols"] = d / "cols.csv"
@@ -253,6 +262,13 @@ CASES = [
     ("summarize-text", ["summarize", "--csv", "{csv_text}", "--out", "{out}"], "text.csv", "{out}"),
     ("summarize-range", ["summarize", "--csv", "{csv_big}", "--out", "{out}"], "big.csv", "{out}"),
     ("summarize-columns", ["summarize", "--csv", "{csv_cols}", "--out", "{out}"], "cols.csv", "{out}"),
+    ("summarize-not-utf8", ["summarize", "--csv", "{csv_latin1}", "--out", "{out}"], "not UTF-8", "{out}"),
+    ("summarize-column-twice", ["summarize", "--csv", "{csv_dupcol}", "--out", "{out}"], "'r@1' appears 2 times",
+     "{out}"),
+    ("summarize-no-rows", ["summarize", "--csv", "{csv_norows}", "--out", "{out}"], "norows.csv: the table has no rows",
+     "{out}"),
+    ("summarize-contradicting", ["summarize", "--csv", "{csv}", "{csv_other}", "--out", "{out}"],
+     "appears twice with different recalls", "{out}"),
     ("summarize-condition", ["summarize", "--csv", "{csv}", "--condition", "dusk", "--out", "{out}"],
      "--condition", "{out}"),
     # train
@@ -499,3 +515,18 @@ def test_stale_temporaries_of_a_killed_run_are_removed(tiny_city, tmp_path):
     recall_csv(tmp_path / "in.csv")
     assert main(["summarize", "--csv", str(tmp_path / "in.csv"), "--out", str(tmp_path / "r.csv")]) == 0
     assert not stale.exists() and (tmp_path / "r.csv").exists()
+
+
+def test_positions_csv_is_checked_where_it_is_read(tmp_path):
+    """A positions CSV in another encoding or with a column named twice is refused, naming the column."""
+    from wakd.index import read_positions
+    from wakd.utils import WakdError
+
+    (tmp_path / "twice.csv").write_text("image,east,north,east\na.jpg,1,2,3\n")
+    with pytest.raises(WakdError, match="--positions .*twice.csv: column 'east' appears 2 times"):
+        read_positions(tmp_path / "twice.csv")
+    (tmp_path / "latin1.csv").write_bytes("image,east,north\ncafé.jpg,1,2\n".encode("latin-1"))
+    with pytest.raises(WakdError, match="latin1.csv: not UTF-8 text"):
+        read_positions(tmp_path / "latin1.csv")
+    (tmp_path / "bom.csv").write_bytes("image,east,north\ncafé.jpg,1,2\n".encode("utf-8-sig"))
+    assert read_positions(tmp_path / "bom.csv") == ("utm", {"café.jpg": (1.0, 2.0)})

@@ -18,6 +18,7 @@ benchmark's datasets) or from a CSV ``image,east,north`` / ``image,lat,lon``.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import os
@@ -27,7 +28,7 @@ import h5py
 import numpy as np
 
 from wakd.descriptors import STR, descriptor_chunks
-from wakd.utils import WakdError, check_array, require_file
+from wakd.utils import WakdError, check_array, read_csv_text, require_file
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def read_positions(path: str | os.PathLike) -> tuple[str, dict[str, tuple[float,
     image,easting,northing) or image,lat,lon (``image``: a path relative to the images folder, or a
     file name)."""
     require_file(path, "a CSV of positions with columns image,east,north or image,lat,lon")
-    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
+    with io.StringIO(read_csv_text(path, "--positions"), newline="") as f:  # UTF-8, each column once
         reader = csv.DictReader(f)
         cols = [c.strip().lower() for c in reader.fieldnames or []]
         if "image" in cols and {"east", "north"} <= set(cols):

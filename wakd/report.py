@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 
@@ -10,7 +11,7 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
 from wakd.data.images import load_image
-from wakd.utils import WakdError, atomic_path
+from wakd.utils import WakdError, atomic_path, read_csv_text, require_file
 
 
 def _pyplot():
@@ -29,10 +30,13 @@ def read_tables(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     """Concatenate recall CSVs, checking their columns."""
     frames = []
     for p in paths:
+        require_file(p, "a recall CSV (wakd evaluate)")
         try:
-            df = pd.read_csv(p)
+            df = pd.read_csv(io.StringIO(read_csv_text(p)))
         except (OSError, ValueError) as exc:
             raise WakdError(f"{p}: not a readable CSV table ({str(exc).splitlines()[0]})") from None
+        if df.empty:
+            raise WakdError(f"{p}: the table has no rows; expected the recall rows of wakd evaluate")
         missing = [c for c in TABLE_COLUMNS if c not in df.columns]
         if missing or not any(c.startswith("R@") for c in df.columns):
             raise WakdError(f"{p}: not a recall table (missing columns {', '.join(missing) or 'R@N'})")
@@ -41,8 +45,22 @@ def read_tables(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
             if values.isna().any() or not values.between(0, 1).all():
                 raise WakdError(f"{p}: column {c} holds {df[c][values.isna() | ~values.between(0, 1)].iloc[0]!r}; "
                                 "expected recalls as fractions in [0, 1]")
-        frames.append(df)
-    return pd.concat(frames, ignore_index=True)
+        frames.append(df.assign(_file=str(p)))
+    table = pd.concat(frames, ignore_index=True)
+    _check_repeated_keys(table)
+    return table.drop(columns="_file")
+
+
+def _check_repeated_keys(table: pd.DataFrame) -> None:
+    """Refuse two rows of one (model, dataset, split, rule, condition) with different recalls: the
+    tables contradict each other (identical repeats are the same result given twice, and kept)."""
+    keys = [c for c in TABLE_COLUMNS if c in table.columns and c not in ("queries",)]
+    recalls = [c for c in table.columns if c.startswith("R@")]
+    for key, part in table.groupby(keys, sort=False):
+        if len(part) > 1 and (part[recalls].nunique() > 1).any():
+            files = " and ".join(dict.fromkeys(part["_file"]))
+            raise WakdError(f"{files}: {', '.join(map(str, key))} appears twice with different recalls; expected "
+                            "one result per model, dataset, split, rule and condition")
 
 
 def _save(fig, out: str | os.PathLike) -> None:

@@ -137,6 +137,32 @@ def require_file(path: str | os.PathLike, what: str) -> Path:
     return Path(path)
 
 
+def read_csv_text(path: str | os.PathLike, where: str = "") -> str:
+    """The text of a CSV file, checked where it is read: UTF-8 (a byte-order mark is dropped) and a header
+    that names each column once (``where``: the option that named the file, for the message).
+
+    Raises:
+        WakdError: undecodable bytes (their offset named) or a column named twice.
+    """
+    import csv
+    import io
+
+    label = f"{where} {path}" if where else str(path)
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise WakdError(f"{label}: not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 4]!r}); "
+                        "save the table as UTF-8 CSV") from None
+    header = next(csv.reader(io.StringIO(text)), [])
+    names = [h.strip().lower() for h in header]
+    twice = sorted({n for n in names if n and names.count(n) > 1})
+    if twice:
+        raise WakdError(f"{label}: column {twice[0]!r} appears {names.count(twice[0])} times in the header; "
+                        "expected each column once")
+    return text
+
+
 def check_array(a: np.ndarray, where: str, shape: tuple | None = None, finite: bool = True) -> np.ndarray:
     """Refuse an array read from a file unless it has ``shape`` (``None`` entries: any size) and, with
     ``finite``, only finite values; ``where`` names it (``FILE: /dataset``). The one place these checks
