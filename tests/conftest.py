@@ -181,7 +181,7 @@ def state_digest(state: dict) -> str:
     h = hashlib.sha256()
     for k, v in state.items():
         h.update(k.encode())
-        h.update(v.cpu().numpy().tobytes())
+        h.update(v.detach().cpu().numpy().tobytes())
     return h.hexdigest()
 
 

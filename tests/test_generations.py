@@ -188,15 +188,20 @@ def test_generation_options_are_checked():
                  "--soft-labels", "latest"]) == 2
 
 
+def _params(model):
+    """Digest of the weights only (a labels network built from random weights gets precise-BN statistics)."""
+    return state_digest(dict(model.named_parameters()))
+
+
 @pytest.mark.parametrize("labels", ["previous", "initial"])
 def test_generation_restart_restores_the_initial_weights(tiny_city, student_clusters, labels):
     cfg = TrainConfig(arch="mobilenetv3_small", dataset="synthetic", root=str(tiny_city), out_dir="unused",
                       num_clusters=8, clusters=str(student_clusters), generations=2, pos_num=2, soft_labels=labels,
-                      neg_num=4, tuples_per_batch=4)
+                      neg_num=4, tuples_per_batch=4, precise_bn=40, workers=0)
     run = Run(cfg, 0, 1, torch.device("cpu"), None, None)
     load_splits(run)
     build_model(run)
-    initial = state_digest(run.model.state_dict())
+    initial, initial_params = state_digest(run.model.state_dict()), _params(run.model)
     with torch.no_grad():
         for p in run.model.parameters():
             p.add_(0.01)
@@ -204,9 +209,32 @@ def test_generation_restart_restores_the_initial_weights(tiny_city, student_clus
     objective = RankingObjective(cfg)
     start_generation(run, 1, objective)
     assert state_digest(run.model.state_dict()) == initial
-    assert state_digest(objective.labels.state_dict()) == (ended if labels == "previous" else initial)
+    if labels == "previous":
+        assert state_digest(objective.labels.state_dict()) == ended
+    else:  # the network as built, its BatchNorm statistics re-estimated (trained from random weights)
+        assert _params(objective.labels) == initial_params
+        assert state_digest(objective.labels.state_dict()) != initial
     assert not any(p.requires_grad for p in objective.labels.parameters())
     assert run.opt.state == {}  # a new optimiser
+
+
+def test_initial_soft_labels_come_from_the_built_network_not_init(tiny_city, teacher_clusters, trained_teacher):
+    """The WAKD script's model_cache is the network as built (ImageNet + k-means), not its --resume student."""
+    cfg = TrainConfig(arch="resnet18", dataset="synthetic", root=str(tiny_city), out_dir="unused", num_clusters=8,
+                      clusters=str(teacher_clusters), generations=2, pos_num=2, soft_labels="initial", neg_num=4,
+                      tuples_per_batch=4, init=str(trained_teacher), precise_bn=40, workers=0)
+    run = Run(cfg, 0, 1, torch.device("cpu"), None, None)
+    load_splits(run)
+    build_model(run)
+    torch.manual_seed(cfg.seed)
+    from wakd.models.build import build_embednet
+
+    built = build_embednet("resnet18", 8, clusters=str(teacher_clusters))
+    saved = torch.load(trained_teacher, weights_only=True)["model"]
+    assert all(torch.equal(v, saved[k]) for k, v in run.model.named_parameters())  # the model starts from --init
+    objective = RankingObjective(cfg)
+    start_generation(run, 1, objective)
+    assert _params(objective.labels) == _params(built) != _params(run.model)
 
 
 def _gcfg(tiny_city, out, clusters, teacher, **kw):

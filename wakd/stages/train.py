@@ -98,8 +98,9 @@ class TrainConfig(NetOptions, TrainSplit, RunOptions):
     init: str | None = option(None, "checkpoint (wakd train / distill) whose network every generation starts from "
                                     "(the WAKD script's --resume: a student trained without KD)", path="in")
     soft_labels: str = option("previous", "network giving the soft labels of generation g >= 1: previous = generation "
-                                          "g-1 as it ended (OpenIBL's SFRS), initial = the initial network, never "
-                                          "refreshed (the WAKD script as released)", choices=SOFT_LABELS)
+                                          "g-1 as it ended (OpenIBL's SFRS), initial = the network as built (--weights "
+                                          "+ k-means NetVLAD, not --init), never refreshed (the WAKD script as "
+                                          "released)", choices=SOFT_LABELS)
     pos_num: int = option(0, "difficult positives per tuple for the soft loss (the authors: 3 for WAKD, 10 for SFRS; "
                              "0: none, tuples of query, positive, negatives)", low=0)
     pos_pool: int = option(20, "nearest positives the difficult ones are chosen from", low=1)

@@ -283,6 +283,7 @@ class Run:
     ck: dict | None = None  # the last checkpoint (the resumed one until an epoch ends)
     generation: int = 0
     init_state: dict | None = None  # the weights every generation starts from (--generations > 1)
+    built_state: dict | None = None  # the network as built, before --init (--soft-labels initial)
     labels: torch.nn.Module | None = None  # the soft-label network of this generation (>= 1)
 
     @property
@@ -345,6 +346,8 @@ def build_model(run: Run) -> None:
     cfg = run.cfg
     torch.manual_seed(cfg.seed)
     model = build_embednet(cfg.arch, cfg.num_clusters, clusters=cfg.clusters, weights=cfg.weights, **cfg.arch_kwargs)
+    if cfg.generations > 1 and cfg.soft_labels == "initial":  # the WAKD script's model_cache: built, never loaded
+        run.built_state = copy.deepcopy(model.state_dict())
     if cfg.init:
         load_init(model, cfg)
     run.precise_bn = wants_precise_bn(model, cfg.precise_bn, pretrained=bool(cfg.weights),
@@ -379,8 +382,8 @@ def start_generation(run: Run, generation: int, objective) -> None:
     if generation == 0:
         objective.start_generation(0, None)
         return
-    label_state = run.model.state_dict() if run.cfg.soft_labels == "previous" else run.init_state
-    set_labels(run, label_state, objective)
+    label_state = run.model.state_dict() if run.cfg.soft_labels == "previous" else run.built_state
+    set_labels(run, label_state, objective, calibrated=run.cfg.soft_labels == "previous" or bool(run.cfg.weights))
     run.model.load_state_dict(run.init_state)
     run.opt, run.sched = make_optimizer(run.cfg, run.model)
     run.fresh_bn = False
@@ -388,10 +391,14 @@ def start_generation(run: Run, generation: int, objective) -> None:
              run.cfg.soft_labels)
 
 
-def set_labels(run: Run, state: dict, objective) -> None:
-    """The frozen soft-label network of this generation (a copy of the model holding ``state``)."""
+def set_labels(run: Run, state: dict, objective, calibrated: bool = True) -> None:
+    """The frozen soft-label network of this generation (a copy of the model holding ``state``); one whose
+    BatchNorm statistics are not those of its weights (the built network, trained from random weights) has
+    them re-estimated first (precise BN), as every network used in eval mode here."""
     labels = copy.deepcopy(run.model)
     labels.load_state_dict(state)
+    if not calibrated and run.precise_bn:
+        calibrate(labels, run.ds, run.cfg, run.device, (run.cfg.seed, run.generation, 1))
     labels.eval()
     for p in labels.parameters():
         p.requires_grad_(False)
