@@ -48,6 +48,17 @@ def load_trusted(path: str | os.PathLike, what: str = "a plain state dict of ten
         raise WakdError(f"{path}: refused: not {what} (torch.load with weights_only=True failed: {first})") from None
 
 
+def load_option_checkpoint(flag: str, path: str | os.PathLike, missing: str = "") -> object:
+    """:func:`load_trusted` of the checkpoint an option names, every refusal prefixed with the option
+    (``--teacher``, ``--resume``); ``missing`` is appended to the message for a file that is not there."""
+    if not os.path.isfile(path):
+        raise WakdError(f"{flag} {path}: no such checkpoint{missing}")
+    try:
+        return load_trusted(path, "a weights-only checkpoint")
+    except WakdError as exc:
+        raise WakdError(f"{flag} {exc}") from None
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a tensor state dict from ``path`` without unpickling arbitrary objects.
 

@@ -17,7 +17,7 @@ from wakd.features import iter_images
 from wakd.models.attention import attention_map
 from wakd.models.build import build_embednet
 from wakd.models.netvlad import EmbedNet
-from wakd.models.weights import load_trusted, load_weights
+from wakd.models.weights import load_option_checkpoint, load_weights
 from wakd.stages.distill import GRAM_FORMS, KD_TERMS, DistillConfig
 from wakd.training.loop import RankingObjective, train
 from wakd.utils import WakdError
@@ -109,12 +109,7 @@ def load_teacher(path: str | os.PathLike, arch: str | None = None, num_clusters:
     A wakd checkpoint records its architecture; other checkpoints need ``arch`` and ``num_clusters``.
     Every tensor of the model must come from the file: a partly loaded teacher is refused.
     """
-    if not os.path.isfile(path):
-        raise WakdError(f"--teacher {path}: no such checkpoint (train the teacher first: wakd train)")
-    try:
-        ck = load_trusted(path, "a weights-only checkpoint")
-    except WakdError as exc:
-        raise WakdError(f"--teacher {exc}") from None
+    ck = load_option_checkpoint("--teacher", path, " (train the teacher first: wakd train)")
     saved = ck.get("config", {}) if isinstance(ck, dict) else {}
     arch = arch or saved.get("arch")
     num_clusters = num_clusters or saved.get("num_clusters")

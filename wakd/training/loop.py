@@ -31,7 +31,7 @@ from wakd.losses import get_loss, region_hardest_negatives, region_soft_loss
 from wakd.models.bn import wants_precise_bn
 from wakd.models.build import build_embednet
 from wakd.models.regions import anchor_region_similarities, region_vlads
-from wakd.models.weights import load_trusted, load_weights
+from wakd.models.weights import load_option_checkpoint, load_weights
 from wakd.progress import StepProgress
 from wakd.provenance import run_info
 from wakd.recall import recall_rows
@@ -679,12 +679,7 @@ def _read_resume(path: str | os.PathLike, cfg: TrainConfig) -> dict:
     Raises:
         WakdError: missing, unreadable or foreign file, or a run made with other options (named).
     """
-    if not os.path.isfile(path):
-        raise WakdError(f"--resume {path}: no such checkpoint")
-    try:
-        ck = load_trusted(path, "a weights-only checkpoint")
-    except WakdError as exc:
-        raise WakdError(f"--resume {exc}") from None
+    ck = load_option_checkpoint("--resume", path)
     keys = ("model", "optimizer", "scheduler", "epoch", "hard_negatives", "config")
     if not isinstance(ck, dict) or any(k not in ck for k in keys):
         raise WakdError(f"--resume {path}: not a checkpoint of 'wakd train' / 'wakd distill' (expected entries "
