@@ -125,7 +125,7 @@ class Options:
 DIR_OUTPUTS = ("checkpoint.pth.tar", "model_best.pth.tar", "history.csv", "steps.csv")
 
 
-def _same(a: str, b: str) -> bool:
+def same_file(a: str, b: str) -> bool:
     """Whether two paths name one file (resolved: symlinks; for existing files also hard links)."""
     pa, pb = Path(a), Path(b)
     if pa.resolve() == pb.resolve():
@@ -156,15 +156,15 @@ def check_paths(opts: Options) -> None:
         if Path(out).is_dir():
             raise WakdError(f"{flag} {out}: is a folder; expected the path of a file to write")
         for other, src in named["in"]:
-            if _same(out, src):
+            if same_file(out, src):
                 raise WakdError(f"{flag} {out}: is also the input {other}; writing it would destroy that input "
                                 "(write elsewhere)")
         for other, out2 in named["out"][i + 1:]:
-            if _same(out, out2):
+            if same_file(out, out2):
                 raise WakdError(f"{other} {out2}: is also {flag}; each output needs its own path")
     for flag, folder in named["dir"]:
         for other, src in named["in"]:
-            if any(_same(str(Path(folder) / name), src) for name in DIR_OUTPUTS):
+            if any(same_file(str(Path(folder) / name), src) for name in DIR_OUTPUTS):
                 raise WakdError(f"{other} {src}: lies in {flag} {folder}, where this run writes "
                                 f"{Path(src).name}; copy it elsewhere or choose another {flag}")
 

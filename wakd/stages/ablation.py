@@ -207,21 +207,16 @@ def ablation_figure(runs: pd.DataFrame, table: pd.DataFrame, out: str | os.PathL
 
 
 def check_outputs(cfg: AblationConfig) -> None:
-    """Refuse an output that is one of the inputs (by path, link or hard link) or another output."""
+    """Refuse an ``OUT.info.json`` (the provenance written beside ``--out``) that is an input or the figure;
+    ``--out`` and ``--figure`` themselves are checked by the guard every command has
+    (:func:`wakd.options.check_paths`)."""
+    from wakd.options import same_file
     from wakd.provenance import beside
 
-    def same(a: str, b: str) -> bool:
-        if os.path.realpath(a) == os.path.realpath(b):
-            return True
-        return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
-
-    outputs = [("--out", cfg.out), ("--out", beside(cfg.out)), ("--figure", cfg.figure)]
-    outputs = [(flag, path) for flag, path in outputs if path]
-    for i, (flag, path) in enumerate(outputs):
-        if any(same(path, r) for r in cfg.recall):
-            raise WakdError(f"{flag} {path}: is also a --recall input; write the table elsewhere")
-        if any(same(path, other) for _, other in outputs[i + 1:]):
-            raise WakdError(f"{flag} {path}: names another output of this command")
+    info = beside(cfg.out)
+    for flag, path in [*(("--recall", r) for r in cfg.recall), ("--figure", cfg.figure)]:
+        if path and same_file(info, path):
+            raise WakdError(f"--out {cfg.out}: its provenance {info} is also {flag} {path}; write the table elsewhere")
 
 
 def run(cfg: AblationConfig) -> pd.DataFrame:
