@@ -80,8 +80,24 @@ def test_extract_evaluate_figures_end_to_end(tiny_city, tmp_path):
                  str(preds), "--figure", str(grid), "--num-queries", "3", "--only-wrong"]) == 0
     table = pd.read_csv(csv)
     assert list(table.columns) == ["model", "dataset", "split", "rule", "condition", "R@1", "R@5", "R@10", "R@20",
-                                   "queries"]
+                                   "queries", "hub_share"]
     assert set(table["condition"]) == {"all", "day", "sunset", "night"}
+    from wakd.report import prediction_rows
+
+    with h5py.File(preds) as f:
+        top1_all = f["predictions"][:]
+    # captions: the query's condition and its top-1's distance, each prediction's distance to the query
+    for cells in prediction_rows(ds, top1_all, 3, 5):
+        qi = int(cells[0][1].split(" ")[0][1:])
+        d1 = np.linalg.norm(ds.db_utm[top1_all[qi, 0]] - ds.q_utm[qi])
+        assert cells[0][1] == f"q{qi} {ds.q_conditions[qi]}: top-1 {d1:.0f} m"
+        assert cells[1][1] == f"#1 db {top1_all[qi, 0]}, {d1:.0f} m" and len(cells) == 6
+    with h5py.File(preds) as f:  # hub_share: the most frequent top-1's share of each condition's queries
+        top1 = f["predictions"][:, 0]
+    conds = np.asarray(ds.q_conditions)
+    for _, row in table.iterrows():
+        sel = top1 if row["condition"] == "all" else top1[conds == row["condition"]]
+        assert row["hub_share"] == pytest.approx(np.bincount(sel).max() / len(sel), abs=1e-4)
     assert set(table["rule"]) == {"25m", "25m+yaw45"}
     row = table[(table["rule"] == "25m") & (table["condition"] == "all")].iloc[0]
     assert row["queries"] == ds.num_queries and 0 <= row["R@1"] <= row["R@5"] <= row["R@20"] <= 1

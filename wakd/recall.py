@@ -6,6 +6,7 @@ any positive count as misses (the gmberton convention), so recall never exceeds 
 queries that have a positive. ``rule`` is ``25m`` (the Pittsburgh protocol; radius from the
 dataset's ``posDistThr``) and, where image yaws are known (the synthetic city), also ``25m+yaw45``
 (heading within 45 degrees too). ``condition`` is ``all`` plus each capture condition present.
+:func:`hub_share` measures hubs: database images that many queries retrieve first.
 """
 
 from __future__ import annotations
@@ -54,15 +55,28 @@ def evaluation_rules(ds: PlaceDataset) -> list[tuple[str, float | None]]:
     return rules
 
 
-def recall_by_condition(pred: np.ndarray, ds: PlaceDataset, max_yaw_diff: float | None = None,
-                        ns: tuple[int, ...] = RECALL_VALUES) -> dict[str, tuple[int, dict[int, float]]]:
-    """``{condition: (queries, {N: recall})}`` for ``all`` and each recorded condition, under one rule."""
+def condition_groups(ds: PlaceDataset) -> list[tuple[str, np.ndarray]]:
+    """``(condition, query indices)`` for ``all`` and each recorded capture condition."""
     groups = [("all", np.arange(ds.num_queries))]
     if ds.q_conditions is not None:
         conds = np.asarray(ds.q_conditions)
         groups += [(c, np.flatnonzero(conds == c)) for c in sorted(set(conds.tolist()))]
+    return groups
+
+
+def recall_by_condition(pred: np.ndarray, ds: PlaceDataset, max_yaw_diff: float | None = None,
+                        ns: tuple[int, ...] = RECALL_VALUES) -> dict[str, tuple[int, dict[int, float]]]:
+    """``{condition: (queries, {N: recall})}`` for ``all`` and each recorded condition, under one rule."""
     pos = ds.positives(max_yaw_diff=max_yaw_diff)
-    return {cond: (len(sel), recall_at_n(pred[sel], [pos[i] for i in sel], ns)) for cond, sel in groups}
+    return {cond: (len(sel), recall_at_n(pred[sel], [pos[i] for i in sel], ns)) for cond, sel in condition_groups(ds)}
+
+
+def hub_share(top1: np.ndarray) -> float:
+    """Hubness of a search: the share of the queries whose top-1 is the database image most often at top-1
+    (1 / queries when every query retrieves a different image; 1 when all retrieve one image)."""
+    top1 = np.asarray(top1)
+    top1 = top1[top1 >= 0]
+    return float(np.bincount(top1).max() / len(top1)) if len(top1) else 0.0
 
 
 def recall_rows(pred: np.ndarray, ds: PlaceDataset, model: str, ns: tuple[int, ...] = RECALL_VALUES) -> list[dict]:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
+from wakd.data.base import PlaceDataset
 from wakd.data.images import load_image
 from wakd.utils import WakdError, atomic_path, read_csv_text, require_file
 
@@ -158,10 +159,9 @@ def image_grid(rows: Sequence[Sequence[tuple[str | os.PathLike, str, str | None]
         canvas.save(tmp, format="PNG")
 
 
-def prediction_grid(q_paths: Sequence[str], db_paths: Sequence[str], pred: np.ndarray, positives: list[np.ndarray],
-                    out: str | os.PathLike, num_queries: int = 8, num_preds: int = 5, only_wrong: bool = False,
-                    seed: int = 0, title: str = "") -> int:
-    """Rows of (query, top predictions), each prediction framed green (correct) or red (wrong).
+def prediction_grid(ds: PlaceDataset, pred: np.ndarray, out: str | os.PathLike, num_queries: int = 8,
+                    num_preds: int = 5, only_wrong: bool = False, seed: int = 0, title: str = "") -> int:
+    """Rows of (query, top predictions) of the split ``ds`` (:func:`prediction_rows`) drawn as a PNG.
 
     Returns:
         The number of query rows drawn.
@@ -169,20 +169,32 @@ def prediction_grid(q_paths: Sequence[str], db_paths: Sequence[str], pred: np.nd
     Raises:
         WakdError: no query to show (e.g. ``only_wrong`` and every query is right at R@1).
     """
+    grid = prediction_rows(ds, pred, num_queries, num_preds, only_wrong, seed)
+    image_grid(grid, out, title)
+    return len(grid)
+
+
+def prediction_rows(ds: PlaceDataset, pred: np.ndarray, num_queries: int = 8, num_preds: int = 5,
+                    only_wrong: bool = False, seed: int = 0) -> list[list[tuple[str, str, str | None] | None]]:
+    """The cells of :func:`prediction_grid`: per drawn query (chosen with ``seed``), the query captioned with its
+    condition (where recorded) and its top-1's distance, then each prediction captioned with its distance to
+    the query in metres and framed green (a positive) or red."""
+    positives = ds.positives()
     wrong = np.array([pred[i, 0] not in positives[i] for i in range(len(pred))])
     cand = np.flatnonzero(wrong) if only_wrong else np.arange(len(pred))
     if not len(cand):
         raise WakdError("no query to show" + (" (every query is correct at R@1)" if only_wrong else ""))
-    rows = np.sort(np.random.default_rng(seed).choice(cand, min(num_queries, len(cand)), replace=False))
     grid = []
-    for qi in rows:
-        cells = [(q_paths[qi], f"query {qi}", None)]
+    for qi in np.sort(np.random.default_rng(seed).choice(cand, min(num_queries, len(cand)), replace=False)):
+        dist = np.linalg.norm(ds.db_utm[np.maximum(pred[qi], 0)] - ds.q_utm[qi], axis=1)
+        cond = f" {ds.q_conditions[qi]}" if ds.q_conditions is not None else ""
+        cells = [(ds.q_paths[qi], f"q{qi}{cond}: top-1 {dist[0]:.0f} m", None)]
         for c in range(num_preds):
             j = pred[qi, c] if c < pred.shape[1] else -1
-            cells.append(None if j < 0 else (db_paths[j], f"#{c + 1} db {j}", GREEN if j in positives[qi] else RED))
+            cells.append(None if j < 0 else (ds.db_paths[j], f"#{c + 1} db {j}, {dist[c]:.0f} m",
+                                              GREEN if j in positives[qi] else RED))
         grid.append(cells)
-    image_grid(grid, out, title)
-    return len(rows)
+    return grid
 
 
 def markdown_recalls(table: pd.DataFrame, rule: str = "25m", ns: Sequence[int] = (1, 5, 10)) -> str:

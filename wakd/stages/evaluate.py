@@ -10,7 +10,9 @@ Results are a tidy table, one row per (model, dataset, split, rule, condition) w
 ``R@1, R@5, R@10, R@20`` (fractions in [0, 1]) and ``queries``. ``rule`` is ``25m`` (the
 Pittsburgh protocol; radius from the dataset's ``posDistThr``) and, where image yaws are known
 (the synthetic city), also ``25m+yaw45`` (heading within 45 degrees too). ``condition`` is
-``all`` plus each capture condition present (``day``, ``sunset``, ``night``).
+``all`` plus each capture condition present (``day``, ``sunset``, ``night``). ``hub_share`` is the
+share of the condition's queries whose top-1 is the database image most often at top-1 among them
+(hubness: a network that cannot describe night images sends many of them to the same few day images).
 
 Tokyo 24/7 convention (``dedup_panoramas``): predictions are de-duplicated per database panorama
 (images sharing one UTM position), keeping the best-ranked image of each, before Recall@N.
@@ -26,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from wakd.options import Options, option
-from wakd.recall import RECALL_VALUES, recall_rows
+from wakd.recall import RECALL_VALUES, condition_groups, hub_share, recall_rows
 from wakd.utils import WakdError, atomic_outputs, check_array
 
 log = logging.getLogger(__name__)
@@ -84,9 +86,8 @@ def run(cfg: EvaluateConfig) -> pd.DataFrame:
             from wakd.report import prediction_grid
 
             ds = read_ground_truth(cfg.descriptors)
-            prediction_grid(ds.q_paths, ds.db_paths, pred, ds.positives(), figure, num_queries=cfg.num_queries,
-                            num_preds=cfg.num_preds_to_save, only_wrong=cfg.only_wrong, seed=cfg.seed,
-                            title=f"{cfg.model} on {ds.name} {ds.split}")
+            prediction_grid(ds, pred, figure, num_queries=cfg.num_queries, num_preds=cfg.num_preds_to_save,
+                            only_wrong=cfg.only_wrong, seed=cfg.seed, title=f"{cfg.model} on {ds.name} {ds.split}")
         write_record(cfg, info)
         table.to_csv(csv, index=False, float_format="%.4f")
     print(table.to_string(index=False))
@@ -149,4 +150,6 @@ def evaluate_file(descriptors: str | os.PathLike, model: str, ns: tuple[int, ...
             score_of = dict(zip(full_pred[r].tolist(), full_scores[r].tolist()))
             scores[r] = [score_of.get(j, np.nan) for j in row.tolist()]
     table = pd.DataFrame(recall_rows(pred[:, :max(ns)], ds, model, ns))
+    hubs = {cond: hub_share(pred[sel, 0]) for cond, sel in condition_groups(ds)}
+    table["hub_share"] = table["condition"].map(hubs).round(4)
     return table, pred[:, :k], scores[:, :k]

@@ -9,6 +9,11 @@ One loop serves the teacher here and the student later (distillation plugs in it
   :mod:`wakd.models.bn`) before each validation and each re-mining after training steps (an epoch's
   first mining uses the statistics its previous epoch ended with), so eval mode describes what
   training optimised (and the checkpoints hold those statistics);
+* with ``--query-balance condition`` the epoch's queries are drawn with each capture condition equally
+  likely instead of uniformly;
+* ``--jitter`` / ``--relight`` augment the images of each training step (:mod:`wakd.augment`), on the
+  step's device, drawn per image from ``(seed, epoch, step, rank)``: mining, validation and the saved
+  networks' BatchNorm statistics see the images as decoded;
 * batches of ``tuples_per_batch`` tuples are trained with a ranking loss (:mod:`wakd.losses`),
   SGD (lr 0.001, momentum 0.9, weight decay 0.001, step decay) or Adam, under the chosen autocast;
 * after each epoch, Recall@N on the validation split selects ``model_best`` (by R@5 by default) and
@@ -41,6 +46,7 @@ from wakd.recall import RECALL_VALUES
 from wakd.utils import WakdError
 
 SOFT_LABELS = ("previous", "initial")
+QUERY_BALANCES = ("none", "condition")
 LOSS_HELP = ("ranking loss: triplet on Euclidean distances (pytorch-NetVlad, OpenIBL), triplet_sq on squared "
              "distances, sare_joint / sare_ind (SARE)")
 
@@ -111,6 +117,16 @@ class TrainConfig(NetOptions, TrainSplit, RunOptions):
     soft_temperatures: tuple[float, ...] = option((0.07, 0.07, 0.06, 0.05), "temperatures of the soft loss: the "
                                                   "student's logits use the first, generation g's labels the g-th "
                                                   "(the last for later generations)", low=0)
+    jitter: tuple[float, ...] = option((0.0, 0.0, 0.0, 0.0), "colour jitter of the training step's images, drawn "
+                                       "per image: BRIGHTNESS CONTRAST SATURATION HUE (CosPlace: 0.7 0.7 0.7 0.5; "
+                                       "zeros: off); never in mining, validation or extraction", low=0,
+                                       metavar="V")
+    relight: float = option(0.0, "probability that a training step's image is relit as another light would show "
+                                 "it: exposure down to 0.04 in linear light, a colour tint, sensor noise (ours; "
+                                 "0: off); never in mining, validation or extraction", low=0, metavar="P")
+    query_balance: str = option("none", "how each epoch's queries are drawn: none = uniformly, condition = every "
+                                        "capture condition (day, sunset, night) equally often (datasets that "
+                                        "record conditions)", choices=QUERY_BALANCES)
     select_metric: str = option("R@5", "validation metric choosing model_best",
                                 choices=tuple(f"R@{n}" for n in RECALL_VALUES))
     threads: int | None = option(None, "torch threads (set from the Snakemake rule)", low=1)
@@ -127,6 +143,11 @@ class TrainConfig(NetOptions, TrainSplit, RunOptions):
         if not self.soft_temperatures or min(self.soft_temperatures) <= 0:
             raise WakdError(f"--soft-temperatures {' '.join(map(str, self.soft_temperatures))}: expected positive "
                             "numbers")
+        if len(self.jitter) != 4 or self.jitter[3] > 0.5:
+            raise WakdError(f"--jitter {' '.join(map(str, self.jitter))}: expected 4 values, brightness contrast "
+                            "saturation hue, each >= 0, hue <= 0.5")
+        if self.relight > 1:
+            raise WakdError(f"--relight {self.relight}: expected a probability in [0, 1]")
         if self.generations > 1 and self.soft_weight > 0 and self.pos_num == 0:
             raise WakdError(f"--generations {self.generations}: the soft loss of generations 1.. needs difficult "
                             "positives: give --pos-num (the authors: 3), or --soft-weight 0")

@@ -190,7 +190,10 @@ class DistillObjective(RankingObjective):
     """Per-batch WAKD objective: the student's ranking loss plus ``kd_weight`` times the KD terms.
 
     With a :class:`TeacherCache` the teacher's outputs are looked up by the batch's image keys;
-    without one (or without keys) the teacher runs on the batch.
+    without one (or without keys) the teacher runs on the batch. Either way the teacher describes the
+    images as decoded: with ``--jitter`` / ``--relight`` only the student sees the augmented ones, and is
+    taught to describe a relit image as the teacher describes the original (ours; the cached and the
+    uncached teacher agree).
     """
 
     def __init__(self, cfg: DistillConfig, teacher: EmbedNet, device: torch.device,
@@ -203,13 +206,14 @@ class DistillObjective(RankingObjective):
         self.teacher, self.cache = (teacher if cache is not None else prepare(teacher, device)).eval(), cache
 
     def __call__(self, net: torch.nn.Module, x: torch.Tensor, b: int, t: int, device: torch.device,
-                 precision: str, ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        s, terms = self.student_terms(net, x, b, t, device, precision, features=True)
+                 precision: str, ids: torch.Tensor | None = None,
+                 clean: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        s, terms = self.student_terms(net, x, b, t, device, precision, features=True, clean=clean)
         if self.cache is not None and ids is not None:
             tch = self.cache.lookup(ids)
         else:
             with torch.no_grad(), autocast(device, precision):
-                tch = prepare(self.teacher, device)(x, return_features=True)
+                tch = prepare(self.teacher, device)(x if clean is None else clean, return_features=True)
         hard = terms["hard"]
         rows = gram_rows(t, self.pos_num, self.gram_scope)
         kd = kd_terms(pick_rows(s, rows, b, t), pick_rows(tch, rows, b, t), self.form,

@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
+from wakd.augment import Photometric
 from wakd.data import load_dataset
 from wakd.data.base import PlaceDataset
 from wakd.data.loader import ImageList, decoded_images
@@ -95,10 +96,12 @@ class RankingObjective:
                                 self.soft_temperatures[min(g, len(self.soft_temperatures) - 1)])
 
     def student_terms(self, net: torch.nn.Module, x: torch.Tensor, b: int, t: int, device: torch.device,
-                      precision: str, features: bool = False) -> tuple[dict, dict[str, torch.Tensor]]:
+                      precision: str, features: bool = False,
+                      clean: torch.Tensor | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
         """The network's outputs on ``x`` (with ``features``, or from generation 1 on: the dict of
         ``EmbedNet(..., return_features=True)``) and the loss terms of the ranking objective: ``hard``
-        and, from generation 1 on with difficult positives, ``soft`` (weighted)."""
+        and, from generation 1 on with difficult positives, ``soft`` (weighted; the soft labels are of
+        ``clean``, the images before augmentation, when given)."""
         with autocast(device, precision):
             out = net(x, return_features=True) if features or self.uses_regions else {"desc": net(x)}
         if not self.uses_regions:
@@ -107,14 +110,15 @@ class RankingObjective:
         neg = regions.view(b, t, *regions.shape[1:])[:, 2:t - self.pos_num]
         terms = {"hard": self.ranking_loss(out["desc"], b, t, neg)}
         if self.pos_num and self.soft_weight and self.labels is not None:
-            terms["soft_loss"] = self.soft_loss(x, regions, b, t, device, precision)
+            terms["soft_loss"] = self.soft_loss(x if clean is None else clean, regions, b, t, device, precision)
         return out, terms
 
     def __call__(self, net: torch.nn.Module, x: torch.Tensor, b: int, t: int, device: torch.device,
-                 precision: str, ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Losses of ``b`` tuples of ``t`` images each, ``x`` being their ``[b*t, 3, H, W]`` images and
-        ``ids`` their keys (:class:`TupleImages`)."""
-        _, terms = self.student_terms(net, x, b, t, device, precision)
+                 precision: str, ids: torch.Tensor | None = None,
+                 clean: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Losses of ``b`` tuples of ``t`` images each, ``x`` being their ``[b*t, 3, H, W]`` images (augmented),
+        ``ids`` their keys (:class:`TupleImages`) and ``clean`` the images before augmentation."""
+        _, terms = self.student_terms(net, x, b, t, device, precision, clean=clean)
         if self.generations == 1:
             return {"loss": terms["hard"]}
         soft = terms.get("soft_loss", torch.zeros((), device=terms["hard"].device))  # logged in every generation
@@ -203,13 +207,14 @@ def calibrate(model: torch.nn.Module, ds: PlaceDataset, cfg: TrainConfig, device
 
 
 def validate(model: torch.nn.Module, ds: PlaceDataset, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
-    """Recall@N (25 m rule, all queries) on the validation split."""
+    """Recall@N (25 m rule) of all queries of the validation split, then R@1 per capture condition
+    (``day_R@1``, ...) where the split records conditions."""
     db = describe_images(model, ds.db_paths, device, desc="validation: database", **_describe_options(cfg))
     q = describe_images(model, ds.q_paths, device, desc="validation: queries", **_describe_options(cfg))
     _, pred = knn(db, q, max(cfg.recall_values), device=str(device) if device.type == "cuda" else "cpu")
-    row = next(r for r in recall_rows(pred, ds, "val", cfg.recall_values) if r["rule"] == "25m"
-               and r["condition"] == "all")
-    return {k: v for k, v in row.items() if k.startswith("R@")}
+    rows = [r for r in recall_rows(pred, ds, "val", cfg.recall_values) if r["rule"] == "25m"]
+    rec = {k: v for k, v in next(r for r in rows if r["condition"] == "all").items() if k.startswith("R@")}
+    return rec | {f"{r['condition']}_R@1": r["R@1"] for r in rows if r["condition"] != "all"}
 
 
 def image_bytes(size: tuple[int, int] | None, *splits: PlaceDataset | None) -> int:
@@ -285,6 +290,7 @@ class Run:
     init_state: dict | None = None  # the weights every generation starts from (--generations > 1)
     built_state: dict | None = None  # the network as built, before --init (--soft-labels initial)
     labels: torch.nn.Module | None = None  # the soft-label network of this generation (>= 1)
+    augment: Photometric = field(default_factory=Photometric)  # of the training steps' images
 
     @property
     def separate(self) -> bool:
@@ -339,6 +345,9 @@ def load_splits(run: Run) -> None:
                         f"{val.source or cfg.dataset} has a database image within {val.pos_dist_thr:g} m; "
                         "validation needs queries with positives")
     run.sets = mining_sets(run.ds, cfg.neg_num, min_queries=cfg.tuples_per_batch * run.world)
+    if cfg.query_balance == "condition" and run.ds.q_conditions is None:
+        raise WakdError(f"--query-balance condition: {run.ds.source or cfg.dataset} records no capture condition "
+                        "of its queries; expected --query-balance none")
 
 
 def build_model(run: Run) -> None:
@@ -358,6 +367,7 @@ def build_model(run: Run) -> None:
     if cfg.generations > 1:
         run.init_state = copy.deepcopy(run.model.state_dict())
     run.hard_negs = np.full((run.ds.num_queries, cfg.neg_num), -1, dtype=np.int64)
+    run.augment = Photometric(tuple(cfg.jitter), cfg.relight, cfg.seed)
 
 
 def load_init(model: torch.nn.Module, cfg: TrainConfig) -> None:
@@ -456,7 +466,14 @@ def epoch_queries(run: Run, epoch: int) -> tuple[np.ndarray, np.random.Generator
     Every rank gets the same number of queries, so that every rank runs the same number of steps."""
     cfg = run.cfg
     rng = _seed_epoch(cfg.seed, epoch)
-    queries = rng.permutation(run.sets.queries)[:cfg.queries_per_epoch]
+    queries = rng.permutation(run.sets.queries)
+    if cfg.query_balance == "condition":  # each condition equally likely: weights 1 / its count of usable queries
+        conds = np.asarray(run.ds.q_conditions)[run.sets.queries]
+        _, inverse, counts = np.unique(conds, return_inverse=True, return_counts=True)
+        weight = 1.0 / counts[inverse]
+        n = min(cfg.queries_per_epoch or len(queries), len(queries))
+        queries = rng.choice(run.sets.queries, size=n, replace=False, p=weight / weight.sum())
+    queries = queries[:cfg.queries_per_epoch]
     return queries[:len(queries) // run.world * run.world][run.rank::run.world], rng
 
 
@@ -479,8 +496,10 @@ def train_chunk(run: Run, epoch: int, chunk: np.ndarray, c0: int, rng: np.random
     run.net.train()
     for x, ids in loader:
         b, t = x.shape[:2]
-        parts = step_losses(run.net, to_input(x.flatten(0, 1), device), b, t, device, cfg.precision,
-                            ids=ids.flatten())
+        x = to_input(x.flatten(0, 1), device)
+        step = len(terms.get("loss", ()))
+        parts = step_losses(run.net, run.augment(x, (epoch, step, run.rank)), b, t, device, cfg.precision,
+                            ids=ids.flatten(), clean=x)
         loss = parts["loss"]
         if not torch.isfinite(loss):
             raise WakdError(f"loss became {loss.item()} at epoch {epoch}; stopped, {_kept(run.out)} (try a lower --lr)")
@@ -546,10 +565,10 @@ def end_epoch(run: Run, epoch: int, means: dict[str, float], n_queries: int, t_c
                "cache_seconds": round(t_cache, 2), "train_seconds": round(t_train, 2), "val_seconds": round(t_val, 2),
                "cache_share": round(t_cache / max(t_cache + t_train, 1e-9), 3)}
         run.history.append(row)
+        recalls = " ".join(f"{k.replace('_', ' ')} {100 * v:.1f}" for k, v in rec.items())
         log.info("epoch %d/%d%s: loss %.4f, val %s, cache %.0f%% of %.0f s%s", epoch + 1, cfg.total_epochs,
-                 f" (generation {run.generation})" if cfg.generations > 1 else "", means["loss"],
-                 " ".join(f"{k} {100 * v:.1f}" for k, v in rec.items()), 100 * row["cache_share"], t_cache + t_train,
-                 _eta(run, epoch))
+                 f" (generation {run.generation})" if cfg.generations > 1 else "", means["loss"], recalls,
+                 100 * row["cache_share"], t_cache + t_train, _eta(run, epoch))
         if rec[cfg.select_metric] > run.best:
             run.best, run.best_epoch = rec[cfg.select_metric], epoch
         run.ck = _checkpoint(run, epoch)
@@ -706,7 +725,7 @@ def _read_steps(path: Path, before_epoch: int) -> list[dict]:
 
 def _write_history(path: Path, history: list[dict]) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(history[0]))
+        w = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for row in history for k in row)), restval="")
         w.writeheader()
         w.writerows(history)
 
