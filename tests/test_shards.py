@@ -101,6 +101,15 @@ def test_gather_refuses_shards_that_do_not_fit(sharded, tmp_path, capsys):
         dst.attrs.update(src.attrs)
         del dst["queries/yaw"]
     cases.append(([d / "part1.hdf5", d / "part2.hdf5", short], "short.hdf5: /queries holds conditions, paths, utm"))
+    # shards of the same network extracted with other options: another image size, another seed of the
+    # initialised network (same attributes, other descriptors)
+    with h5py.File(d / "part1.hdf5") as f:
+        tiny_root = json.loads(f.attrs["provenance"])["config"]["root"]
+    common = [*NET, "--root", tiny_root]
+    for name, extra, needle in (("size.hdf5", ["--size", "64x80"], "size.hdf5: extracted with --size [64, 80]"),
+                                ("seed.hdf5", ["--seed", "1"], "seed.hdf5: extracted with --seed 1, but")):
+        assert main(["extract", *common, *extra, "--shard", "3/3", "--out", str(tmp_path / name)]) == 0
+        cases.append(([d / "part1.hdf5", d / "part2.hdf5", tmp_path / name], needle))
     for shards, needle in cases:
         rc = main(["gather", "--shards", *map(str, shards), "--out", str(out)])
         err = capsys.readouterr().err

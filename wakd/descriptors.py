@@ -125,6 +125,8 @@ def descriptor_chunks(rows: int, dim: int) -> tuple[int, int]:
 ROW_DATASETS = ("paths", "utm", "yaw", "conditions")
 #: file attributes that may differ between the shards of one extraction
 SHARD_OWN = ("shard", "provenance", "base_dir")
+#: recorded options of ``wakd extract`` that may differ between the shards of one extraction
+SHARD_OWN_OPTIONS = ("shard", "out", "threads", "workers", "device")
 
 
 def gather(shards: list[str | os.PathLike], out_file: h5py.File, block: int = 65536) -> dict:
@@ -199,6 +201,7 @@ def _check_shards(paths: list, files: list[h5py.File]) -> list[int]:
             if key not in SHARD_OWN and str(first.attrs.get(key)) != str(f.attrs.get(key)):
                 raise WakdError(f"{path}: attribute {key!r} is {f.attrs.get(key)!r}, but {paths[order[0]]} has "
                                 f"{first.attrs.get(key)!r}; expected shards of one extraction")
+    _check_shard_options(paths, files, order)
     if "dim" not in first.attrs:
         raise WakdError(f"{paths[order[0]]}: no 'dim' attribute; expected a descriptor shard (wakd extract --shard)")
     for group in ("db", "queries"):
@@ -224,6 +227,23 @@ def _check_shards(paths: list, files: list[h5py.File]) -> list[int]:
         if expected != total:
             raise WakdError(f"{paths[order[-1]]}: the shards hold {expected} /{group} rows; expected {total}")
     return order
+
+
+def _check_shard_options(paths: list, files: list[h5py.File], order: list[int]) -> None:
+    """Refuse shards whose recorded ``wakd extract`` options (size, seed, network, precision, ...) differ."""
+    def options(f: h5py.File) -> dict:
+        try:
+            return json.loads(str(f.attrs.get("provenance", "{}"))).get("config", {})
+        except ValueError:
+            return {}
+
+    ref_path, ref = paths[order[0]], options(files[order[0]])
+    for path, f in zip(paths, files):
+        own = options(f)
+        for key in sorted(set(ref) | set(own)):
+            if key not in SHARD_OWN_OPTIONS and ref.get(key) != own.get(key):
+                raise WakdError(f"{path}: extracted with --{key.replace('_', '-')} {own.get(key)!r}, but {ref_path} "
+                                f"with {ref.get(key)!r}; expected shards of one extraction (the same options)")
 
 
 def resolve(paths: list[str], base: str) -> list[str]:

@@ -80,10 +80,12 @@ def hub_share(top1: np.ndarray) -> float:
 
 
 def recall_rows(pred: np.ndarray, ds: PlaceDataset, model: str, ns: tuple[int, ...] = RECALL_VALUES) -> list[dict]:
-    """Recall@N rows for every rule and condition (see the module docstring)."""
+    """Recall@N rows for every rule and condition (see the module docstring), with the condition's
+    :func:`hub_share`."""
+    hubs = {cond: round(hub_share(pred[sel, 0]), 4) for cond, sel in condition_groups(ds)}
     rows = []
     for rule, yaw in evaluation_rules(ds):
         for cond, (n_q, r) in recall_by_condition(pred, ds, yaw, ns).items():
             rows.append({"model": model, "dataset": ds.name, "split": ds.split, "rule": rule, "condition": cond,
-                         **{f"R@{n}": r[n] for n in ns}, "queries": n_q})
+                         **{f"R@{n}": r[n] for n in ns}, "queries": n_q, "hub_share": hubs[cond]})
     return rows

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from wakd.options import Options, option
-from wakd.recall import RECALL_VALUES, condition_groups, hub_share, recall_rows
+from wakd.recall import RECALL_VALUES, recall_rows
 from wakd.utils import WakdError, atomic_outputs, check_array
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,4 @@ def evaluate_file(descriptors: str | os.PathLike, model: str, ns: tuple[int, ...
             score_of = dict(zip(full_pred[r].tolist(), full_scores[r].tolist()))
             scores[r] = [score_of.get(j, np.nan) for j in row.tolist()]
     table = pd.DataFrame(recall_rows(pred[:, :max(ns)], ds, model, ns))
-    hubs = {cond: hub_share(pred[sel, 0]) for cond, sel in condition_groups(ds)}
-    table["hub_share"] = table["condition"].map(hubs).round(4)
     return table, pred[:, :k], scores[:, :k]

@@ -76,8 +76,11 @@ def run(cfg: ExtractConfig) -> dict:
         calibrate_initialised(model, cfg.dataset, cfg.root, device, cfg.precise_bn, cfg.seed,
                               pretrained=bool(cfg.weights), batch_size=max(cfg.batch_size, 16), **look)
     ds = load_dataset(cfg.dataset, cfg.split, cfg.root)
+    inputs = {k: [os.stat(v).st_size, os.stat(v).st_mtime_ns] for k in ("checkpoint", "pca", "clusters", "weights")
+              if (v := getattr(cfg, k)) and os.path.isfile(v)}  # shards of one file read the same files (gather)
     return extract(model, ds, cfg.out, device, dtype=cfg.dtype, batch_size=cfg.batch_size, model_info=spec,
-                   attrs=provenance_attrs(cfg), shard=cfg.shard, decode=cfg.decode, **look)
+                   attrs={**provenance_attrs(cfg), "inputs": json.dumps(inputs)}, shard=cfg.shard, decode=cfg.decode,
+                   **look)
 
 
 def extract(model: torch.nn.Module, ds: PlaceDataset, out: str | os.PathLike, device: torch.device,

@@ -1,0 +1,189 @@
+"""Day, sunset and night (issue 26): keep every recipe run's files, recompute every figure from them.
+
+    python bench/conditions.py collect RUN_DIR... [--out bench/results/conditions]
+    python bench/conditions.py demo RECALL_CSV... --name NAME [--out bench/results/conditions]
+    python bench/conditions.py report [--out bench/results/conditions] [--write]
+
+``collect`` copies each training run folder's ``history.csv`` and its recorded options (the ``config`` of
+its ``checkpoint.pth.tar``: seed, city, every option) to ``OUT/recipes/<run>/`` and the machine (CPU model
+and flags, versions, commit, date) to ``OUT/machine-<date>.json``.
+
+``demo`` joins recall tables (a pipeline's ``results/synthetic_recall.csv``, or per-model tables of
+``wakd evaluate`` / ``wakd baseline``) into ``OUT/demo/<NAME>.csv`` and their ``.info.json`` records into
+``OUT/demo/<NAME>.csv.info.json``: the test split per condition, with ``hub_share``.
+
+``report`` recomputes, into ``OUT/recipes.csv`` and ``OUT/demo.csv``, and prints as Markdown:
+
+* per recipe run, the validation epoch that selects ``model_best`` (highest R@5, the first on ties), its
+  R@1 / R@5 over all queries and its R@1 per condition: what the demo recipe is chosen on;
+* per demo table, the test split's R@1 per condition and ``hub_share`` of each model.
+
+With ``--write`` it also replaces the parts of BENCHMARKS.md between ``<!-- conditions:NAME -->`` and
+``<!-- /conditions:NAME -->``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import cpu_model_and_flags  # noqa: E402
+
+CONDITIONS = ("day", "sunset", "night")
+RECIPE_OPTIONS = ("root", "seed", "epochs", "queries_per_epoch", "jitter", "relight", "query_balance", "lr",
+                  "num_clusters")
+
+
+def _machine(out: Path) -> None:
+    from wakd.provenance import git_commit
+
+    model, flags = cpu_model_and_flags()
+    (out / f"machine-{date.today().isoformat()}.json").write_text(json.dumps(
+        {"date": date.today().isoformat(), "commit": git_commit(REPO), "cpu": model, "cpu_flags": flags}, indent=1)
+        + "\n")
+
+
+def collect(runs: list[Path], out: Path) -> None:
+    """Copy each run's history and recorded options to ``out/recipes/<run name>/``."""
+    import torch
+
+    for run in runs:
+        dest = out / "recipes" / run.name
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(run / "history.csv", dest / "history.csv")
+        ck = torch.load(run / "checkpoint.pth.tar", weights_only=True, map_location="cpu")
+        (dest / "options.json").write_text(json.dumps({"config": ck["config"], "provenance": ck.get("provenance")},
+                                                      indent=1, default=str) + "\n")
+        print(f"{run} -> {dest}")
+    _machine(out)
+
+
+def demo(tables: list[Path], name: str, out: Path) -> None:
+    """Join recall tables (a pipeline's ``results/synthetic_recall.csv``, or per-model ``wakd evaluate`` /
+    ``wakd baseline`` tables) into ``out/demo/<name>.csv``, their records into ``<name>.csv.info.json``."""
+    dest = out / "demo"
+    dest.mkdir(parents=True, exist_ok=True)
+    pd.concat([pd.read_csv(t) for t in tables], ignore_index=True).to_csv(dest / f"{name}.csv", index=False)
+    records = {str(t): json.loads(Path(f"{t}.info.json").read_text()) for t in tables
+               if Path(f"{t}.info.json").exists()}
+    (dest / f"{name}.csv.info.json").write_text(json.dumps(records, indent=1) + "\n")
+    _machine(out)
+
+
+def recipe_rows(out: Path) -> pd.DataFrame:
+    """One row per recipe run: its options and the validation figures of its selected epoch."""
+    rows = []
+    for run in sorted((out / "recipes").iterdir()):
+        hist = pd.read_csv(run / "history.csv")
+        cfg = json.loads((run / "options.json").read_text())["config"]
+        best = hist.loc[hist["R@5"].idxmax()]  # model_best: the first epoch with the highest R@5
+        row = {"run": run.name, **{k: cfg.get(k) for k in RECIPE_OPTIONS}, "best_epoch": int(best["epoch"]),
+               "epochs_run": len(hist), "val_R@1": best["R@1"], "val_R@5": best["R@5"],
+               **{f"val_{c}_R@1": best.get(f"{c}_R@1") for c in CONDITIONS},
+               "minutes": round(hist[["cache_seconds", "train_seconds", "val_seconds"]].to_numpy().sum() / 60, 1)}
+        row["jitter"] = " ".join(f"{v:g}" for v in row["jitter"] or ())
+        row["root"] = Path(str(row["root"])).name
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def demo_rows(out: Path) -> pd.DataFrame:
+    """Per demo table and model: the test split's R@1 per condition (25 m rule) and hub_share."""
+    rows = []
+    for f in sorted((out / "demo").glob("*.csv")):
+        t = pd.read_csv(f)
+        t = t[(t["rule"] == "25m") & (t["split"] == "test")]
+        for model, part in t.groupby("model", sort=False):
+            by = part.set_index("condition")
+            row = {"table": f.stem, "model": model}
+            for c in ("all", *CONDITIONS):
+                row[f"{c}_R@1"] = by.loc[c, "R@1"] if c in by.index else float("nan")
+                row[f"{c}_hub"] = by.loc[c, "hub_share"] if c in by.index and "hub_share" in by else float("nan")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _pct(v) -> str:
+    return "–" if pd.isna(v) else f"{100 * v:.1f}"
+
+
+def recipes_markdown(t: pd.DataFrame) -> str:
+    lines = ["| run | city | jitter | relight | balance | epochs × queries | selected epoch | val R@1 | val R@5 | "
+             "day R@1 | sunset R@1 | night R@1 | minutes |", "|" + "---|" * 13]
+    for _, r in t.iterrows():
+        lines.append(f"| `{r['run']}` | {r['root']} | {r['jitter'] or '–'} | {r['relight']:g} | {r['query_balance']} "
+                     f"| {r['epochs']} × {r['queries_per_epoch']} | {r['best_epoch'] + 1} of {r['epochs_run']} | "
+                     f"{_pct(r['val_R@1'])} | {_pct(r['val_R@5'])} | {_pct(r['val_day_R@1'])} | "
+                     f"{_pct(r['val_sunset_R@1'])} | {_pct(r['val_night_R@1'])} | {r['minutes']} |")
+    return "\n".join(lines)
+
+
+def demo_markdown(t: pd.DataFrame) -> str:
+    lines = ["| table | model | all R@1 | day R@1 | sunset R@1 | night R@1 | hub share day / sunset / night |",
+             "|" + "---|" * 7]
+    for _, r in t.iterrows():
+        hubs = " / ".join(_pct(r[f"{c}_hub"]) for c in CONDITIONS)
+        lines.append(f"| {r['table']} | `{r['model']}` | {_pct(r['all_R@1'])} | {_pct(r['day_R@1'])} | "
+                     f"{_pct(r['sunset_R@1'])} | {_pct(r['night_R@1'])} | {hubs} |")
+    return "\n".join(lines)
+
+
+def replace_marked(path: Path, name: str, text: str) -> None:
+    """Replace what lies between ``<!-- conditions:name -->`` and ``<!-- /conditions:name -->`` in ``path``."""
+    src = path.read_text()
+    pattern = re.compile(rf"(<!-- conditions:{name} -->\n).*?(<!-- /conditions:{name} -->)", re.S)
+    if not pattern.search(src):
+        raise SystemExit(f"{path}: no <!-- conditions:{name} --> ... <!-- /conditions:{name} --> markers")
+    path.write_text(pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), src))
+
+
+def report(out: Path, write: bool) -> None:
+    parts = {}
+    if (out / "recipes").is_dir():
+        t = recipe_rows(out)
+        t.to_csv(out / "recipes.csv", index=False, float_format="%.4f")
+        parts["recipes"] = recipes_markdown(t)
+    if (out / "demo").is_dir():
+        t = demo_rows(out)
+        t.to_csv(out / "demo.csv", index=False, float_format="%.4f")
+        parts["demo"] = demo_markdown(t)
+    for name, text in parts.items():
+        print(text + "\n")
+        if write:
+            replace_marked(REPO / "BENCHMARKS.md", name, text)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("collect")
+    c.add_argument("runs", nargs="+", type=Path)
+    d = sub.add_parser("demo")
+    d.add_argument("tables", nargs="+", type=Path)
+    d.add_argument("--name", required=True)
+    r = sub.add_parser("report")
+    r.add_argument("--write", action="store_true")
+    for s in (c, d, r):
+        s.add_argument("--out", type=Path, default=REPO / "bench/results/conditions")
+    a = p.parse_args()
+    a.out.mkdir(parents=True, exist_ok=True)
+    if a.cmd == "collect":
+        collect(a.runs, a.out)
+    elif a.cmd == "demo":
+        demo(a.tables, a.name, a.out)
+    else:
+        report(a.out, a.write)
+
+
+if __name__ == "__main__":
+    main()
