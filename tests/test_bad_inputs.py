@@ -29,14 +29,16 @@ STR = h5py.string_dtype("utf-8")
 
 
 def descriptor_file(path: Path, n_db=20, n_q=5, dim=8, db_rows=None, q_dim=None, nan_db=False, nan_q=False,
-                    yaw_nan=False) -> Path:
-    """A small descriptor file in the `wakd extract` layout (see wakd.descriptors)."""
+                    yaw_nan=False, scale_db=1.0) -> Path:
+    """A small descriptor file in the `wakd extract` layout (see wakd.descriptors): unit rows, the database's
+    times ``scale_db``."""
     rng = np.random.default_rng(0)
     with h5py.File(path, "w") as f:
         f.attrs.update({"dataset": "synthetic", "split": "test", "pos_dist_thr": 25.0})
         for group, n, d in (("db", n_db, dim), ("queries", n_q, q_dim or dim)):
             rows = db_rows if (group == "db" and db_rows is not None) else n
-            x = rng.normal(size=(rows, d)).astype(np.float16)
+            x = rng.normal(size=(rows, d))
+            x = (x / np.linalg.norm(x, axis=1, keepdims=True) * (scale_db if group == "db" else 1.0)).astype(np.float16)
             if (nan_db and group == "db") or (nan_q and group == "queries"):
                 x[min(3, rows - 1), 0] = np.nan
             g = f.create_group(group)
@@ -100,6 +102,7 @@ def files(tmp_path_factory, tiny_city):
     f["desc_dim"] = descriptor_file(d / "dim.hdf5", q_dim=16)
     f["desc_empty"] = descriptor_file(d / "empty.hdf5", n_db=0)
     f["desc_yaw"] = descriptor_file(d / "yaw.hdf5", yaw_nan=True)
+    f["desc_scaled"] = descriptor_file(d / "scaled.hdf5", scale_db=3.0)
     with h5py.File(d / "noq.hdf5", "w") as h:
         h.create_dataset("db/descriptors", data=np.zeros((2, 4)))
     f["desc_noq"] = d / "noq.hdf5"
@@ -257,6 +260,10 @@ CASES = [
     eval_case("evaluate-recall", "{desc}", ["--recall-values", "-1"], "--recall-values"),
     eval_case("evaluate-cuda", "{desc}", ["--device", "cuda"], "--device"),
     eval_case("evaluate-figure-rows", "{desc}", ["--num-queries", "0"], "--num-queries"),
+    eval_case("evaluate-not-unit", "{desc_scaled}", [], "scaled.hdf5: /db/descriptors row 0 has L2 norm 3"),
+    eval_case("evaluate-recall-beyond-db", "{desc}", ["--recall-values", "1", "21"],
+              "--recall-values 21: {desc} has only 20 database images"),
+    eval_case("evaluate-device-typo", "{desc}", ["--device", "cud"], "--device 'cud'"),
     # summarize
     ("summarize-missing", ["summarize", "--csv", "{d}/none.csv", "--out", "{out}"], "none.csv", "{out}"),
     ("summarize-text", ["summarize", "--csv", "{csv_text}", "--out", "{out}"], "text.csv", "{out}"),
@@ -322,6 +329,10 @@ CASES = [
                                  "{foreign_run}"], "is also the input --checkpoint", None),
     net_case("extract-out-is-clusters", "extract", ["--clusters", "{clu_k}"], "is also the input --clusters",
              out="{clu_k}"),
+    net_case("extract-device-typo", "extract", ["--device", "tpu"], "--device 'tpu': expected auto, cpu, cuda"),
+    run_case("train-jitter-three", "train", ["--jitter", "0.7", "0.7", "0.7"], "--jitter 0.7 0.7 0.7: expected 4"),
+    run_case("distill-relight-above-one", "distill", ["--teacher", "{foreign_run}", "--relight", "2"],
+             "--relight 2.0: expected a probability"),
     run_case("train-init-in-out-dir", "train", ["--init", "{run}/checkpoint.pth.tar", "--overwrite"],
              "lies in --out-dir", out="{run}"),
     run_case("distill-teacher-in-out-dir", "distill", ["--teacher", "{run}/model_best.pth.tar", "--overwrite"],

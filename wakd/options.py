@@ -24,6 +24,7 @@ import argparse
 import dataclasses
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -49,6 +50,14 @@ def parse_size(text: str, largest: int = 4096) -> tuple[int, int]:
     if not (32 <= h <= largest and 32 <= w <= largest) or h % 8 or w % 8:
         raise WakdError(f"--size {text!r}: height and width must be multiples of 8 between 32 and {largest}")
     return h, w
+
+
+def parse_device(text: str) -> str:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``, checked when the command line is read (whether a GPU is there
+    is checked where the device is used)."""
+    if text in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", text):
+        return text
+    raise WakdError(f"--device {text!r}: expected auto, cpu, cuda or cuda:N")
 
 
 def option(default: Any = MISSING, help: str = "", *, choices: tuple | None = None,
@@ -305,7 +314,7 @@ class NetOptions(BackboneOptions):
 class RunOptions(Options):
     """Where and how images go through a network."""
 
-    device: str = option("auto", "auto, cpu or cuda[:N]")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N", parse=parse_device, metavar="DEVICE")
     precision: str = option("auto", "bf16 autocast or fp32 (always channels_last); auto (default): timed on this "
                                     "machine for the network and --size (bf16 if >= 10%% faster; cached in "
                                     "$WAKD_CACHE/precision.json), else by the device's bf16 support",

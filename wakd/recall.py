@@ -14,9 +14,16 @@ from __future__ import annotations
 import numpy as np
 
 from wakd.data.base import PlaceDataset
+from wakd.utils import WakdError
 
 RECALL_VALUES = (1, 5, 10, 20)
 VIEW_AWARE_YAW = 45.0
+
+
+def check_recall_values(ns: tuple[int, ...], places: int, where: str, what: str = "database images") -> None:
+    """Refuse an N of Recall@N larger than the database (``places`` images, or panoramas), before searching."""
+    if max(ns) > places:
+        raise WakdError(f"--recall-values {max(ns)}: {where} has only {places} {what}; expected every N <= {places}")
 
 
 def recall_at_n(predictions: np.ndarray, positives: list[np.ndarray],

@@ -60,8 +60,20 @@ def _search_chunk_torch(block: np.ndarray, queries_dev, k: int, device, start: i
     return s.cpu().numpy(), i.cpu().numpy()
 
 
+UNIT_TOLERANCE = 0.01  # |norm - 1| of a stored unit row (float16 rounding: ~1e-3)
+
+
+def check_unit_rows(block: np.ndarray, start: int, what: str) -> None:
+    """Refuse rows of ``block`` (rows ``start..``) that are not L2-normalised (within :data:`UNIT_TOLERANCE`)."""
+    norms = np.linalg.norm(np.asarray(block, dtype=np.float32), axis=1)
+    bad = np.flatnonzero(np.abs(norms - 1) > UNIT_TOLERANCE)
+    if len(bad):
+        raise WakdError(f"{what} row {start + int(bad[0])} has L2 norm {norms[bad[0]]:.4g}; expected L2-normalised "
+                        "rows (what wakd extract writes)")
+
+
 def knn(db, queries: np.ndarray, k: int, chunk_rows: int | None = None,
-        device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+        device: str = "cpu", unit: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` inner-product neighbours of each query.
 
     Args:
@@ -70,6 +82,7 @@ def knn(db, queries: np.ndarray, k: int, chunk_rows: int | None = None,
         k: neighbours per query (capped at N).
         chunk_rows: database rows per chunk (default: :func:`default_chunk_rows`).
         device: ``cpu`` (faiss) or ``cuda`` (torch matmul in float32).
+        unit: check, chunk by chunk, that every database row is L2-normalised (:func:`check_unit_rows`).
 
     Returns:
         (scores ``[Nq, k]`` float32, indices ``[Nq, k]`` int64).
@@ -95,6 +108,8 @@ def knn(db, queries: np.ndarray, k: int, chunk_rows: int | None = None,
     for start in range(0, n, chunk_rows):
         if q_dev is not None:
             block = np.ascontiguousarray(db[start:start + chunk_rows])
+            if unit:
+                check_unit_rows(block, start, "/db/descriptors")
             kk = min(k, len(block))
             s, i = _search_chunk_torch(block, q_dev, kk, device, start)
         else:
@@ -102,6 +117,8 @@ def knn(db, queries: np.ndarray, k: int, chunk_rows: int | None = None,
             if not np.isfinite(block).all():
                 row = start + int(np.argwhere(~np.isfinite(block))[0][0])
                 raise WakdError(f"/db/descriptors row {row} is not finite (NaN/Inf); expected finite descriptors")
+            if unit:
+                check_unit_rows(block, start, "/db/descriptors")
             kk = min(k, len(block))
             s, i = _search_chunk_faiss(block, queries, kk)
         best_s, best_i = _merge(np.concatenate([best_s, s], 1), np.concatenate([best_i, i + start], 1), k)

@@ -28,11 +28,13 @@ def run(cfg: BaselineConfig):
     """Write and print the baseline table."""
     from wakd.data import load_dataset
     from wakd.provenance import beside, write_record
+    from wakd.recall import check_recall_values
     from wakd.synth.baseline import baseline_table
     from wakd.utils import atomic_outputs
 
-    table = baseline_table(load_dataset(cfg.dataset, cfg.split, cfg.root), methods=cfg.methods,
-                           ns=cfg.recall_values)
+    ds = load_dataset(cfg.dataset, cfg.split, cfg.root)
+    check_recall_values(cfg.recall_values, ds.num_db, ds.source or f"{cfg.dataset} {cfg.split}")
+    table = baseline_table(ds, methods=cfg.methods, ns=cfg.recall_values)
     with atomic_outputs(cfg.out, beside(cfg.out)) as (csv, info):
         write_record(cfg, info)
         table.to_csv(csv, index=False, float_format="%.4f")

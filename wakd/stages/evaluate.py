@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wakd.options import Options, option
-from wakd.recall import RECALL_VALUES, recall_rows
+from wakd.options import Options, option, parse_device
+from wakd.recall import RECALL_VALUES, check_recall_values, recall_rows
 from wakd.utils import WakdError, atomic_outputs, check_array
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class EvaluateConfig(Options):
     dedup_panoramas: bool = option(False, "keep the best-ranked image of each database panorama (Tokyo 24/7 "
                                           "convention)")
     chunk_rows: int | None = option(None, "database rows searched at a time", low=1)
-    device: str = option("auto", "auto, cpu or cuda")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N", parse=parse_device, metavar="DEVICE")
     predictions: str | None = option(None, "also write the top-k indices and scores (HDF5)", path="out")
     figure: str | None = option(None, "also write a PNG grid of queries and their top predictions", path="out")
     num_queries: int = option(8, "rows of the figure", low=1)
@@ -130,16 +130,20 @@ def evaluate_file(descriptors: str | os.PathLike, model: str, ns: tuple[int, ...
     import h5py
 
     from wakd.descriptors import read_ground_truth
-    from wakd.search import knn
+    from wakd.search import check_unit_rows, knn
 
     ds = read_ground_truth(descriptors)
     k = max(max(ns), keep or 0)
     pano = panorama_ids(ds.db_utm) if dedup_panoramas else None
+    if pano is not None:
+        check_recall_values(ns, int(pano.max()) + 1 if len(pano) else 0, str(descriptors), "database panoramas")
+    check_recall_values(ns, ds.num_db, str(descriptors))
     search_k = k * int(np.bincount(pano).max()) if pano is not None else k
     with h5py.File(descriptors, "r") as f:
         queries = check_array(f["queries/descriptors"][:], f"{descriptors}: /queries/descriptors")
         try:
-            scores, pred = knn(f["db/descriptors"], queries, search_k, chunk_rows, device)
+            scores, pred = knn(f["db/descriptors"], queries, search_k, chunk_rows, device, unit=True)
+            check_unit_rows(queries, 0, "/queries/descriptors")
         except WakdError as exc:
             raise WakdError(f"{descriptors}: {exc}") from None
     if pano is not None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wakd.options import PRECISIONS, Options, option
+from wakd.options import PRECISIONS, Options, option, parse_device
 from wakd.utils import WakdError
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class IndexConfig(Options):
     pca: str | None = option(None, "PCA-whitening HDF5 of 'wakd pca' for this network", path="in")
     batch_size: int = option(32, "images per batch", low=1)
     workers: int = option(2, "data-loader processes", low=0)
-    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N", parse=parse_device, metavar="DEVICE")
     precision: str = option("fp32", "autocast: fp32, bf16 or auto", choices=PRECISIONS)
 
 

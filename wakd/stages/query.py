@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wakd.options import PRECISIONS, Options, option
+from wakd.options import PRECISIONS, Options, option, parse_device
 from wakd.utils import WakdError
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class QueryConfig(Options):
     figure: str | None = option(None, "write each query beside its matches to this PNG", path="out")
     checkpoint: str | None = option(None, "the index's checkpoint, when it has moved (its SHA-256 must match)")
     pca: str | None = option(None, "the index's PCA file, when it has moved (its SHA-256 must match)")
-    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N", parse=parse_device, metavar="DEVICE")
     precision: str | None = option(None, "autocast: fp32, bf16 or auto (default: what the index was built with)",
                                    choices=PRECISIONS)
 
