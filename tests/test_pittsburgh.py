@@ -116,3 +116,37 @@ def test_resize_shorter_side(tmp_path):
 def test_unknown_dataset_lists_choices(tmp_path):
     with pytest.raises(DatasetError, match=r"Unknown dataset 'pitts'; expected one of pitts30k, pitts250k, tokyo247"):
         load_dataset("pitts", "test", tmp_path)
+
+
+@pytest.mark.parametrize("field, value, needle", [
+    ("posDistThr", float("nan"), "field 'posDistThr' is nan; expected a positive distance"),
+    ("posDistThr", -25.0, "field 'posDistThr' is -25; expected a positive distance"),
+    ("posDistSqThr", 0.0, "field 'posDistSqThr' is 0; expected a positive distance"),
+    ("nonTrivPosDistSqThr", -100.0, "field 'nonTrivPosDistSqThr' is -100"),
+    ("numQueries", 2.5, "field 'numQueries' is 2.5; expected a count"),
+])
+def test_mat_values_that_cannot_be_meant_are_refused(tmp_path, field, value, needle):
+    values = pitts_values()
+    values[field] = value
+    root = make_pitts_root(tmp_path, values=values)
+    with pytest.raises(DatasetError, match=rf"pitts30k_test\.mat: {needle}"):
+        load_dataset("pitts30k", "test", root)
+
+
+@pytest.mark.parametrize("value", [float("nan"), -25.0, 0.0])
+def test_descriptor_file_threshold_is_checked(tmp_path, value):
+    import h5py
+
+    from wakd.descriptors import read_ground_truth
+    from wakd.utils import WakdError
+
+    path = tmp_path / "d.hdf5"
+    with h5py.File(path, "w") as f:
+        f.attrs.update({"dataset": "synthetic", "split": "test", "pos_dist_thr": value})
+        for g in ("db", "queries"):
+            f.create_dataset(f"{g}/descriptors", data=np.eye(2, 4, dtype=np.float16))
+            f.create_dataset(f"{g}/paths", data=np.array(["a.jpg", "b.jpg"], dtype=object),
+                             dtype=h5py.string_dtype())
+            f.create_dataset(f"{g}/utm", data=np.zeros((2, 2)))
+    with pytest.raises(WakdError, match=r"d\.hdf5: pos_dist_thr \(the evaluation positive radius\) is"):
+        read_ground_truth(path)

@@ -86,6 +86,10 @@ class PlaceDataset:
         if self.q_conditions is not None and len(self.q_conditions) != len(self.q_paths):
             raise DatasetError(f"{where}: {len(self.q_conditions)} query conditions for "
                                f"{len(self.q_paths)} queries")
+        for label, thr in (("pos_dist_thr (the evaluation positive radius)", self.pos_dist_thr),
+                           ("train_pos_dist_thr (the training positive radius)", self.train_pos_dist_thr)):
+            if not (np.isfinite(thr) and thr > 0):
+                raise DatasetError(f"{where}: {label} is {thr}; expected a positive number of metres")
         for label, arr in (("database", self.db_utm), ("query", self.q_utm)):
             if not np.isfinite(arr).all():
                 raise DatasetError(f"{where}: {label} UTM positions contain NaN or inf")

@@ -140,7 +140,13 @@ def _convert(name: str, raw: Any, src: str) -> Any:
     arr = np.asarray(raw)
     if arr.size != 1 or not np.issubdtype(arr.dtype, np.number):
         raise DatasetError(f"{src}: field '{name}' should be a number, got {arr.dtype} of shape {arr.shape}")
-    return float(arr.reshape(-1)[0])
+    value = float(arr.reshape(-1)[0])
+    if name.startswith("num") and not (math.isfinite(value) and value >= 0 and value == int(value)):
+        raise DatasetError(f"{src}: field '{name}' is {value:g}; expected a count (a whole number >= 0)")
+    if name.endswith("Thr") and not (math.isfinite(value) and value > 0):
+        raise DatasetError(f"{src}: field '{name}' is {value:g}; expected a positive distance (metres, or metres "
+                           "squared for *Sq*)")
+    return value
 
 
 def _strings(raw: Any, name: str, src: str) -> list[str]:
