@@ -104,6 +104,35 @@ def test_narrow_resnet18():
         create_model("resnet18", width=1.5)
 
 
+@pytest.mark.parametrize("name", ["resnet18", "mobilenetv3_small"])
+def test_input_norm_ignores_exposure_and_colour_cast(name, tmp_path):
+    """--input-norm instance: a per-channel gain and offset of the whole image does not reach the features;
+    the state dict is that of the plain backbone, so a checkpoint records the option and is refused by a network
+    built without it (and the other way round)."""
+    torch.manual_seed(0)
+    plain, normed = create_model(name), create_model(name, input_norm="instance")
+    normed.load_state_dict(plain.state_dict())
+    plain.eval(), normed.eval()
+    x = torch.rand(2, 3, 64, 80)
+    cast = x * torch.tensor([0.3, 0.2, 0.1]).view(1, 3, 1, 1) + torch.tensor([0.05, 0.0, 0.1]).view(1, 3, 1, 1)
+    def rel(a, b):
+        return ((a - b).norm() / b.norm()).item()
+
+    with torch.no_grad():
+        assert rel(normed(cast), normed(x)) < 1e-2 and rel(plain(cast), plain(x)) > 0.05  # up to the eps 1e-5
+    assert set(plain.state_dict()) == set(normed.state_dict())
+    with pytest.raises(WakdError, match="input_norm 'batch'"):
+        create_model(name, input_norm="batch")
+    net = EmbedNet(normed, NetVLAD(4, normed.out_channels))
+    torch.save({"model": net.state_dict(), "config": {"arch": name, "arch_kwargs": {"input_norm": "instance"}}},
+               tmp_path / "n.pth.tar")
+    load_weights(EmbedNet(create_model(name, input_norm="instance"), NetVLAD(4, normed.out_channels)),
+                 tmp_path / "n.pth.tar")
+    with pytest.raises(WakdError, match="trained with --input-norm instance, but this network is built with "
+                                        "--input-norm none"):
+        load_weights(EmbedNet(create_model(name), NetVLAD(4, normed.out_channels)), tmp_path / "n.pth.tar")
+
+
 def test_vgg16_conv1_to_conv4_frozen():
     m = create_model("vgg16")
     frozen = {n for n, p in m.named_parameters() if not p.requires_grad}

@@ -274,6 +274,9 @@ class TrainSplit(DataOptions):
     split: str = option("train", "train, val or test (a folder dataset: any images/<split>/ folder)")
 
 
+INPUT_NORMS = ("none", "instance")
+
+
 @dataclass(kw_only=True)
 class BackboneOptions(Options):
     """Which backbone, with which options and initial weights."""
@@ -286,20 +289,26 @@ class BackboneOptions(Options):
                                 choices=(16, 32))
     weights: str | None = option(None, "local pretrained backbone weights (torchvision .pth or OpenIBL .pth.tar); "
                                        "without it the backbone starts from random initialisation", path="in")
+    input_norm: str = option("none", "instance: standardise each image's channels (zero mean, unit variance) before "
+                                     "the backbone, so a global change of exposure or colour cast does not reach it "
+                                     "(ours; part of the network: clustering, training and extraction alike)",
+                             choices=INPUT_NORMS)
 
     @property
     def arch_kwargs(self) -> dict:
-        """The backbone factory's options (resnet*: last layer and width; mobilenet*: stride)."""
-        return arch_kwargs(self.arch, self.last_layer, self.output_stride, self.width)
+        """The backbone factory's options (resnet*: last layer and width; mobilenet*: stride; input norm)."""
+        return arch_kwargs(self.arch, self.last_layer, self.output_stride, self.width, self.input_norm)
 
 
-def arch_kwargs(arch: str, last_layer: int = 3, output_stride: int = 32, width: float = 1.0) -> dict:
+def arch_kwargs(arch: str, last_layer: int = 3, output_stride: int = 32, width: float = 1.0,
+                input_norm: str = "none") -> dict:
     """Options of :func:`wakd.models.backbones.create_model` from the command-line fields."""
+    norm = {"input_norm": input_norm} if input_norm != "none" else {}
     if arch.startswith("resnet"):
-        return {"last_layer": last_layer, **({"width": width} if width != 1.0 else {})}
+        return {"last_layer": last_layer, **({"width": width} if width != 1.0 else {}), **norm}
     if arch.startswith("mobilenet") and output_stride != 32:
-        return {"output_stride": output_stride}
-    return {}
+        return {"output_stride": output_stride, **norm}
+    return norm
 
 
 @dataclass(kw_only=True)

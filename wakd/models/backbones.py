@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision import models as tvm
 
@@ -34,9 +35,16 @@ class Backbone(nn.Module):
         stride: input pixels per feature-map cell.
     """
 
+    input_norm = "none"  # "instance": each image's channels standardised first (set by create_model)
+
     def __init__(self, name: str, out_channels: int, stride: int) -> None:
         super().__init__()
         self.name, self.out_channels, self.stride = name, out_channels, stride
+
+    def normalise_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` as the trunk takes it: with ``input_norm == "instance"``, every image's every channel at zero
+        mean and unit variance (a parameter-free instance norm: the state dict is unchanged)."""
+        return F.instance_norm(x) if self.input_norm == "instance" else x
 
     def freeze(self, prefixes: tuple[str, ...]) -> None:
         """Stop gradients to parameters whose names start with any of ``prefixes``."""
@@ -63,18 +71,23 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_model(name: str, **kwargs) -> Backbone:
-    """Build a registered backbone (random initialisation).
+def create_model(name: str, input_norm: str = "none", **kwargs) -> Backbone:
+    """Build a registered backbone (random initialisation); ``input_norm="instance"`` standardises each
+    image's channels before it (:meth:`Backbone.normalise_input`).
 
     Raises:
         WakdError: unknown name (the valid ones are listed) or a bad option.
     """
     if name not in _REGISTRY:
         raise WakdError(f"Unknown model ({name}); expected one of {', '.join(list_models())}")
+    if input_norm not in ("none", "instance"):
+        raise WakdError(f"model {name}: input_norm {input_norm!r}; expected none or instance")
     try:
-        return _REGISTRY[name](**kwargs)
+        model = _REGISTRY[name](**kwargs)
     except TypeError as exc:
         raise WakdError(f"model {name}: {exc}") from None
+    model.input_norm = input_norm
+    return model
 
 
 class _Sequential(Backbone):
@@ -87,7 +100,7 @@ class _Sequential(Backbone):
         self.proj = proj
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x)
+        x = self.features(self.normalise_input(x))
         return x if self.proj is None else self.proj(x)
 
 
@@ -167,7 +180,7 @@ class _ResNet(Backbone):
         self.layer4 = net.layer4 if last_layer == 4 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.relu(self.bn1(self.conv1(self.normalise_input(x)))))
         x = self.layer3(self.layer2(self.layer1(x)))
         return x if self.layer4 is None else self.layer4(x)
 

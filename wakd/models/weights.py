@@ -65,7 +65,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     Raises:
         WakdError: missing file, refused content, or no state dict inside.
     """
+    return read_checkpoint(path)[0]
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """The tensor state dict of ``path`` and the options it records (a wakd checkpoint's ``config``, else None)."""
     obj = load_trusted(path, "a plain state dict of tensors")
+    config = obj.get("config") if isinstance(obj, dict) and isinstance(obj.get("config"), dict) else None
     if isinstance(obj, dict):
         for key in ("state_dict", "model", "model_state_dict"):
             if key in obj and isinstance(obj[key], dict):
@@ -74,7 +80,19 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WakdError(f"{path}: expected a state dict (name -> tensor), or a checkpoint with 'state_dict' "
                         f"or 'model'; got {type(obj).__name__}")
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}, config
+
+
+def check_input_norm(model: nn.Module, config: dict | None, path: str | os.PathLike) -> None:
+    """Refuse weights trained with another ``--input-norm`` than ``model``'s (a parameter-free option: no tensor
+    shape would tell)."""
+    if not config or not isinstance(config.get("arch_kwargs"), dict):
+        return
+    recorded = config["arch_kwargs"].get("input_norm", "none")
+    mine = getattr(getattr(model, "backbone", model), "input_norm", "none")
+    if recorded != mine:
+        raise WakdError(f"{path}: trained with --input-norm {recorded}, but this network is built with --input-norm "
+                        f"{mine}; expected the backbone options it was trained with")
 
 
 def _candidates(key: str):
@@ -107,7 +125,8 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> dict[str, list[st
     Raises:
         WakdError: refused file, a shape mismatch (named), or no tensor matching the model at all.
     """
-    state = read_state_dict(path)
+    state, config = read_checkpoint(path)
+    check_input_norm(model, config, path)
     own = model.state_dict()
     target = set(own)
     scope = "backbone." if any(k.startswith("backbone.") for k in target) else ""
