@@ -92,6 +92,16 @@ def test_extract_evaluate_figures_end_to_end(tiny_city, tmp_path):
         d1 = np.linalg.norm(ds.db_utm[top1_all[qi, 0]] - ds.q_utm[qi])
         assert cells[0][1] == f"q{qi} {ds.q_conditions[qi]}: top-1 {d1:.0f} m"
         assert cells[1][1] == f"#1 db {top1_all[qi, 0]}, {d1:.0f} m" and len(cells) == 6
+    # the map: per condition, its green dots are its R@1 x queries (25 m rule)
+    from wakd.maps import evaluation_map
+
+    counts = evaluation_map(ds, top1_all, tmp_path / "map.png", title="random")
+    assert set(counts) == {"day", "sunset", "night"} and (tmp_path / "map.png").stat().st_size > 10_000
+    rows25 = table[table["rule"] == "25m"].set_index("condition")
+    for cond, (green, n) in counts.items():
+        assert n == rows25.loc[cond, "queries"] and green == round(rows25.loc[cond, "R@1"] * n)
+    assert main(["evaluate", "--descriptors", str(desc), "--model", "random", "--out", str(tmp_path / "r2.csv"),
+                 "--map", str(tmp_path / "cli_map.png")]) == 0 and (tmp_path / "cli_map.png").exists()
     with h5py.File(preds) as f:  # hub_share: the most frequent top-1's share of each condition's queries
         top1 = f["predictions"][:, 0]
     conds = np.asarray(ds.q_conditions)

@@ -53,6 +53,9 @@ class EvaluateConfig(Options):
     device: str = option("auto", "auto, cpu, cuda or cuda:N", parse=parse_device, metavar="DEVICE")
     predictions: str | None = option(None, "also write the top-k indices and scores (HDF5)", path="out")
     figure: str | None = option(None, "also write a PNG grid of queries and their top predictions", path="out")
+    map: str | None = option(None, "also write a PNG map: per condition, each query green (top-1 within the positive "
+                                   "radius) or red with a line to its top-1's place, over the database's positions",
+                             path="out")
     num_queries: int = option(8, "rows of the figure", low=1)
     num_preds_to_save: int = option(5, "predictions per row of the figure", low=1)
     only_wrong: bool = option(False, "figure: only queries wrong at R@1")
@@ -76,7 +79,8 @@ def run(cfg: EvaluateConfig) -> pd.DataFrame:
     table, pred, scores = evaluate_file(cfg.descriptors, cfg.model, cfg.recall_values,
                                         dedup_panoramas=cfg.dedup_panoramas, chunk_rows=cfg.chunk_rows,
                                         device=device)
-    with atomic_outputs(cfg.out, beside(cfg.out), cfg.predictions, cfg.figure) as (csv, info, predictions, figure):
+    with atomic_outputs(cfg.out, beside(cfg.out), cfg.predictions, cfg.figure, cfg.map) as (csv, info, predictions,
+                                                                                             figure, map_png):
         if predictions:
             with h5py.File(predictions, "w") as f:
                 f.create_dataset("predictions", data=pred)
@@ -88,6 +92,11 @@ def run(cfg: EvaluateConfig) -> pd.DataFrame:
             ds = read_ground_truth(cfg.descriptors)
             prediction_grid(ds, pred, figure, num_queries=cfg.num_queries, num_preds=cfg.num_preds_to_save,
                             only_wrong=cfg.only_wrong, seed=cfg.seed, title=f"{cfg.model} on {ds.name} {ds.split}")
+        if map_png:
+            from wakd.maps import evaluation_map
+
+            evaluation_map(read_ground_truth(cfg.descriptors), pred, map_png, title=f"{cfg.model} on "
+                           f"{table['dataset'].iloc[0]} {table['split'].iloc[0]}")
         write_record(cfg, info)
         table.to_csv(csv, index=False, float_format="%.4f")
     print(table.to_string(index=False))

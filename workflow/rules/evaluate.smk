@@ -135,6 +135,13 @@ rule evaluate:
             subcategory="{dataset}",
             labels={"model": "{model}", "split": "{split}"},
         ),
+        map=report(
+            "results/{dataset}/{model}_{split}_map.png",
+            caption="../report/map.rst",
+            category="Maps",
+            subcategory="{dataset}",
+            labels={"model": "{model}", "split": "{split}"},
+        ),
     log:
         "results/logs/evaluate_{model}_{dataset}_{split}.log",
     benchmark:
@@ -149,7 +156,7 @@ rule evaluate:
         ),
     shell:
         "wakd --log-file {log} evaluate --descriptors {input} {params.args} --out {output.csv} "
-        "--predictions {output.predictions} --figure {output.figure}"
+        "--predictions {output.predictions} --figure {output.figure} --map {output.map}"
 
 
 # Own photos: an index built with a trained network (config `index:`), for `wakd query`.
