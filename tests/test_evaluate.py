@@ -182,3 +182,32 @@ def test_summarize_markdown_table(tmp_path, capsys):
     assert cli(["summarize", "--csv", str(csv), "--out", str(tmp_path / "t.csv"), "--markdown",
                 "--rule", "5m"]) == 2
     assert not (tmp_path / "t.csv").exists()  # refused before anything is written
+
+
+def test_training_curves_draw_the_history(tmp_path):
+    """wakd curves: every line drawn is a history column as written, per run; bad histories are refused."""
+    from wakd.stages.curves import CurvesConfig
+    from wakd.stages.curves import run as run_curves
+
+    teacher = pd.DataFrame({"epoch": [0, 1, 2], "generation": [0, 0, 0], "loss": [0.3, 0.2, 0.1],
+                            "R@1": [0.1, 0.2, 0.3], "R@5": [0.3, 0.5, 0.4], "R@10": [0.5, 0.6, 0.7],
+                            "day_R@1": [0.2, 0.3, 0.4],
+                            "night_R@1": [0.0, 0.05, 0.1], "cache_share": [0.2, 0.15, 0.1]})
+    student = teacher.assign(hard_loss=[0.1, 0.1, 0.1], kd_vlad=[0.01, 0.005, 0.002], gshare_hard=[0.5, 0.6, 0.7],
+                             gshare_kd_vlad=[0.5, 0.4, 0.3], generation=[0, 1, 1], soft_loss=[0.0, 2.0, 1.5])
+    (tmp_path / "t").mkdir(), (tmp_path / "s").mkdir()
+    teacher.to_csv(tmp_path / "t/history.csv", index=False)
+    student.to_csv(tmp_path / "s/history.csv", index=False)
+    drawn = run_curves(CurvesConfig(history=(str(tmp_path / "t/history.csv"), str(tmp_path / "s/history.csv")),
+                                    out=str(tmp_path / "c.png")))
+    assert (tmp_path / "c.png").stat().st_size > 10_000
+    for label, hist in (("t", teacher), ("s", student)):
+        for col in hist.columns:
+            if col not in ("epoch", "generation"):
+                assert drawn[(label, col)] == hist[col].tolist(), (label, col)
+    (tmp_path / "bad.csv").write_text("epoch,loss\n0,high\n")
+    with pytest.raises(WakdError, match="bad.csv: column loss holds 'high'"):
+        run_curves(CurvesConfig(history=(str(tmp_path / "bad.csv"),), out=str(tmp_path / "d.png")))
+    with pytest.raises(WakdError, match="--labels: 1 names for 2"):
+        run_curves(CurvesConfig(history=(str(tmp_path / "t/history.csv"),) * 2, labels=("a",),
+                                out=str(tmp_path / "d.png")))

@@ -21,6 +21,7 @@ gather               :mod:`.gather`            descriptors joined from ``extract
 evaluate             :mod:`.evaluate`          Recall@N table, predictions, figure
 summarize            :mod:`.summarize`         combined table, Recall@N figure
 ablation             :mod:`.ablation`          the KD ablation table: mean, CI, paired differences
+curves               :mod:`.curves`            training curves of runs (PNG)
 index                :mod:`.index`             an index of anyone's photos (:mod:`wakd.index`)
 query                :mod:`.query`             the index's closest photos to query images
 export               :mod:`.export`            the network as ONNX / TorchScript
@@ -65,6 +66,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("evaluate", "wakd.stages.evaluate", "EvaluateConfig", stage="evaluate"),
     Command("summarize", "wakd.stages.summarize", "SummarizeConfig", stage="summarize"),
     Command("ablation", "wakd.stages.ablation", "AblationConfig", stage="ablation"),
+    Command("curves", "wakd.stages.curves", "CurvesConfig", stage="curves"),
     Command("index", "wakd.stages.index", "IndexConfig", stage="index"),
     Command("query", "wakd.stages.query", "QueryConfig"),
     Command("export", "wakd.stages.export", "ExportConfig"),

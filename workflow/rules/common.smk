@@ -337,6 +337,7 @@ def default_targets():
         "results/synthetic_recall.png",
         expand("results/synthetic/{model}_test_predictions.png", model=MODELS),
         expand("results/synthetic/{model}_test_map.png", model=MODELS),
+        "results/train/synthetic/curves.png",
     ]
 
 

@@ -27,3 +27,29 @@ rule summarize:
         code=code("summarize"),
     shell:
         "wakd --log-file {log} summarize --csv {input} --out {output.csv} --figure {output.figure}"
+
+
+rule curves:
+    input:
+        teacher="results/train/{trainset}/teacher/history.csv",
+        student_kd="results/train/{trainset}/student_kd/history.csv",
+        student_nokd="results/train/{trainset}/student_nokd/history.csv",
+    output:
+        report(
+            "results/train/{trainset}/curves.png",
+            caption="../report/curves.rst",
+            category="Training",
+            subcategory="{trainset}",
+            labels={"trainset": "{trainset}", "file": "curves"},
+        ),
+    log:
+        "results/logs/curves_{trainset}.log",
+    benchmark:
+        "results/benchmarks/curves_{trainset}.tsv"
+    conda:
+        "../envs/wakd.yaml"
+    params:
+        code=code("curves"),
+    shell:
+        "wakd --log-file {log} curves --history {input.teacher} {input.student_kd} {input.student_nokd} "
+        "--labels teacher student_kd student_nokd --out {output}"
