@@ -108,6 +108,9 @@ def test_report_holds_the_recall_table_and_figures(pipeline):
     html = (pipeline / "report.html").read_text()
     assert "synthetic_recall.csv" in html and "synthetic_recall.png" in html
     assert "student_kd_test_predictions.png" in html
+    for name in ("student_kd_test_map.png", "curves.png", "preview.png", "Maps", "Training and distillation",
+                 "The city", "Evaluation per condition"):
+        assert name in html, name
 
 
 def test_ablation_target_tabulates_every_run(pipeline):

@@ -338,6 +338,7 @@ def default_targets():
         expand("results/synthetic/{model}_test_predictions.png", model=MODELS),
         expand("results/synthetic/{model}_test_map.png", model=MODELS),
         "results/train/synthetic/curves.png",
+        "results/synthetic/preview.png",
     ]
 
 

@@ -19,6 +19,26 @@ rule synth:
         "wakd --log-file {log} synth {params.args} --workers {threads} --overwrite --out {output.city}"
 
 
+rule preview_synthetic:
+    input:
+        city=SYNTH_DIR,
+    output:
+        report(
+            "results/synthetic/preview.png",
+            caption="../report/city.rst",
+            category="The city",
+            labels={"file": "preview"},
+        ),
+    log:
+        "results/logs/preview_synthetic.log",
+    conda:
+        "../envs/wakd.yaml"
+    params:
+        code=code("synth"),
+    shell:
+        "wakd --log-file {log} synth-preview --root {input.city} --out {output}"
+
+
 rule inspect_synthetic:
     input:
         city=SYNTH_DIR,

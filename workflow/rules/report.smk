@@ -5,7 +5,7 @@ rule summarize:
         csv=report(
             "results/{dataset}_recall.csv",
             caption="../report/recall.rst",
-            category="Recall",
+            category="Evaluation per condition",
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "file": "table"},
         ),
@@ -13,7 +13,7 @@ rule summarize:
         figure=report(
             "results/{dataset}_recall.png",
             caption="../report/recall.rst",
-            category="Recall",
+            category="Evaluation per condition",
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "file": "curves"},
         ),
@@ -38,7 +38,7 @@ rule curves:
         report(
             "results/train/{trainset}/curves.png",
             caption="../report/curves.rst",
-            category="Training",
+            category="Training and distillation",
             subcategory="{trainset}",
             labels={"trainset": "{trainset}", "file": "curves"},
         ),
