@@ -14,6 +14,7 @@ import contextlib
 import errno
 import io
 import logging
+import os
 import signal
 import sys
 import traceback
@@ -72,6 +73,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--log-file", help="also write the log to this file")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    parser.add_argument("--progress", choices=("auto", "lines", "bar", "off"), default=None,
+                        help="progress of long loops: auto (default; $WAKD_PROGRESS): a bar on a terminal, elsewhere "
+                             "(SLURM logs) one line per tenth of each epoch's training steps; lines: such lines for "
+                             "every loop, never a carriage return; bar: bars even into a file; off: none")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = _chosen(argv) if argv is not None else None
     groups: dict = {}
@@ -150,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
     """:func:`main` after parsing: run the command, turn user errors into exit status 2."""
     try:
+        if args.progress:
+            os.environ["WAKD_PROGRESS"] = args.progress  # read by wakd.progress (and by DDP's child processes)
         setup_logging(args.verbose, args.log_file)
         log.debug("wakd %s: %s", __version__, " ".join(argv))
         cfg = from_args(args.config, args)

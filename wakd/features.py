@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from wakd.data.loader import decode_batch, encoded_loader, image_loader
 from wakd.device import autocast, prepare, resolve_precision, to_input
+from wakd.progress import Progress
 from wakd.utils import WakdError
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def iter_images(fn: Callable[[torch.Tensor], torch.Tensor], model: torch.nn.Modu
 
 @torch.no_grad()
 def _run(fn, model, loader, device, precision, total, desc):
-    with tqdm(total=total, unit="img", desc=desc, mininterval=2.0) as bar:
+    with Progress(total, desc, "img", quiet_off_terminal=True, logger=log) as bar:
         for x, idx in loader:
             with autocast(device, precision):
                 y = fn(model(to_input(x, device)))

@@ -31,6 +31,7 @@ from wakd.data.loader import IMAGENET_MEAN, IMAGENET_STD
 from wakd.models.backbones import create_model
 from wakd.models.netvlad import EmbedNet, NetVLAD
 from wakd.models.weights import load_trusted
+from wakd.progress import Progress
 from wakd.utils import WakdError
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,6 @@ def iter_descriptors(model: DescriptorModel, images: Sequence, batch_size: int =
                      precision: str = "fp32", skip_unreadable: bool = False, desc: str = "describe"):
     """Yield ``(indices, descriptors [b, D] float32)`` batch by batch; unreadable images are logged and
     left out with ``skip_unreadable``, else raise a WakdError naming the file."""
-    from tqdm import tqdm
 
     from wakd.device import autocast, resolve_precision, to_input
 
@@ -169,7 +169,7 @@ def iter_descriptors(model: DescriptorModel, images: Sequence, batch_size: int =
     ds = _Images(images, model)
     loader = DataLoader(ds, batch_size=batch_size if model.size else 1, num_workers=workers,
                         pin_memory=device.type == "cuda")
-    with torch.inference_mode(), tqdm(total=len(ds), unit="img", desc=desc, mininterval=2.0) as bar:
+    with torch.inference_mode(), Progress(len(ds), desc, "img", quiet_off_terminal=True, logger=log) as bar:
         for x, idx, errors in loader:
             good = [j for j, e in enumerate(errors) if not e]
             for e in errors:

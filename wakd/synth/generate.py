@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm import tqdm
 
 from wakd.data.matfile import PITTS_FIELDS, save_db_struct
+from wakd.progress import Progress
 from wakd.provenance import write_run_info
 from wakd.synth.capture import SPLITS, Capture, plan_captures
 from wakd.synth.presets import PRESETS, Preset
@@ -147,7 +147,7 @@ def _render_all(caps: list[Capture], seed: int, preset: Preset, raw: Path, worke
     """Render every capture into ``raw`` in chunks of 32 (in ``workers`` processes); returns the seconds."""
     chunks = [caps[i:i + 32] for i in range(0, len(caps), 32)]
     t1 = time.perf_counter()
-    with tqdm(total=len(caps), unit="img", desc="synth", mininterval=2.0) as bar:
+    with Progress(len(caps), "synth", "img", quiet_off_terminal=True, logger=log) as bar:
         if workers == 1:
             _init_worker(seed, preset, str(raw))
             for ch in chunks:
