@@ -333,6 +333,9 @@ CASES = [
     run_case("train-jitter-three", "train", ["--jitter", "0.7", "0.7", "0.7"], "--jitter 0.7 0.7 0.7: expected 4"),
     run_case("distill-relight-above-one", "distill", ["--teacher", "{foreign_run}", "--relight", "2"],
              "--relight 2.0: expected a probability"),
+    run_case("distill-teacher-arch-contradicts", "distill", ["--teacher", "{foreign_run}", "--teacher-arch",
+                                                             "resnet18"], "--teacher-arch resnet18: {foreign_run} "
+             "records a vgg16 K=64 teacher"),
     run_case("train-init-in-out-dir", "train", ["--init", "{run}/checkpoint.pth.tar", "--overwrite"],
              "lies in --out-dir", out="{run}"),
     run_case("distill-teacher-in-out-dir", "distill", ["--teacher", "{run}/model_best.pth.tar", "--overwrite"],

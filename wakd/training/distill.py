@@ -111,6 +111,18 @@ def load_teacher(path: str | os.PathLike, arch: str | None = None, num_clusters:
     """
     ck = load_option_checkpoint("--teacher", path, " (train the teacher first: wakd train)")
     saved = ck.get("config", {}) if isinstance(ck, dict) else {}
+    for flag, given, recorded in (("--teacher-arch", arch, saved.get("arch")),
+                                  ("--teacher-num-clusters", num_clusters, saved.get("num_clusters"))):
+        if given is not None and recorded is not None and given != recorded:
+            raise WakdError(f"{flag} {given}: {path} records a {saved.get('arch')} K={saved.get('num_clusters')} "
+                            f"teacher ({flag.removeprefix('--teacher-')} {recorded}); leave {flag} out for a wakd "
+                            "checkpoint (it is read from the file), or give the teacher it names")
+    if arch_kwargs is not None and "arch_kwargs" in saved:
+        recorded = saved["arch_kwargs"]
+        if any(recorded.get(k) != v for k, v in arch_kwargs.items()):
+            raise WakdError(f"--teacher-last-layer {arch_kwargs.get('last_layer')}: {path} records backbone options "
+                            f"{recorded}; leave it out for a wakd checkpoint (it is read from the file)")
+        arch_kwargs = None  # a wakd checkpoint's backbone options are its own (input norm included)
     arch = arch or saved.get("arch")
     num_clusters = num_clusters or saved.get("num_clusters")
     if not arch or not num_clusters:
