@@ -95,6 +95,10 @@ def test_index_then_query_finds_the_photo_itself(trained, photos, tmp_path, caps
     table = capsys.readouterr().out
     assert "to best (m)" in table and paths[0].name in table
     assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the map: the index's positions, each photo's matches and (known from its name) its own place
+    where = tmp_path / "map.png"
+    assert main(["query", "--index", str(index), str(paths[0]), str(paths[5]), "--map", str(where)]) == 0
+    assert where.stat().st_size > 5_000
 
 
 def test_index_grows_incrementally_and_skips_corrupt_images(trained, photos, tmp_path, capfd):

@@ -90,29 +90,37 @@ def evaluation_map(ds: PlaceDataset, pred: np.ndarray, out: str | os.PathLike, t
     return counts
 
 
-def query_map(db_utm: np.ndarray, names: list[str], matches: np.ndarray, out: str | os.PathLike,
-              title: str = "") -> None:
-    """Draw an index's database positions and each query photo's top matches (``matches``: ``[Nq, k]`` row
-    indices, best first): the top-1 as a numbered dot per photo, the others as small rings."""
-    if db_utm is None or not len(db_utm) or not np.isfinite(db_utm).all():
+def query_map(db_xy: np.ndarray, names: list[str], matches: np.ndarray, out: str | os.PathLike,
+              title: str = "", query_xy: np.ndarray | None = None) -> None:
+    """Draw an index's positions (metres; rows without one are left out) and each query photo's top matches
+    (``matches``: ``[Nq, k]`` row indices, best first): the top-1 as a numbered dot per photo, the others as
+    rings, and where ``query_xy`` knows the photo's own position a star there, with a line to its top-1."""
+    known = np.isfinite(db_xy).all(1)
+    if not known.any():
         raise WakdError(f"{out}: the index records no positions of its images; a map needs them (wakd index "
                         "--positions)")
-    origin = db_utm.min(0)
-    db = db_utm - origin
+    origin = db_xy[known].min(0)
+    db = db_xy - origin
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 7))
-    _trace(ax, db)
+    _trace(ax, db[known])
     for i, row in enumerate(matches):
-        row = row[row >= 0]
+        row = row[(row >= 0)]
+        row = row[known[row]]
         if not len(row):
             continue
+        if query_xy is not None and np.isfinite(query_xy[i]).all():
+            q = query_xy[i] - origin
+            ax.scatter(*q, s=90, marker="*", c=f"C{i % 10}", edgecolors="k", linewidths=0.5, zorder=4)
+            ax.plot([q[0], db[row[0], 0]], [q[1], db[row[0], 1]], color=f"C{i % 10}", linewidth=0.8, zorder=2)
         ax.scatter(db[row[1:], 0], db[row[1:], 1], s=30, facecolors="none", edgecolors=f"C{i % 10}", zorder=2)
         ax.scatter(db[row[0], 0], db[row[0], 1], s=60, c=f"C{i % 10}", zorder=3, label=f"{i + 1}: {names[i]}")
         ax.annotate(str(i + 1), db[row[0]], textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_aspect("equal")
     ax.set_xticks([]), ax.set_yticks([])
-    _scale_bar(ax, float(np.ptp(db, axis=0).max()) or 1.0)
+    _scale_bar(ax, float(np.ptp(db[known], axis=0).max()) or 1.0)
     ax.legend(loc="upper right", fontsize=7)
-    ax.set_title(title or "top matches of each photo (dot: top-1, rings: the next)", fontsize=10)
+    ax.set_title(title or "top matches of each photo (dot: top-1, rings: the next, star: the photo's own place)",
+                 fontsize=10)
     fig.tight_layout()
     _save(fig, out)

@@ -35,6 +35,8 @@ class QueryConfig(Options):
     top_k: int = option(5, "matches per query", low=1)
     json: bool = option(False, "print JSON instead of a table")
     figure: str | None = option(None, "write each query beside its matches to this PNG", path="out")
+    map: str | None = option(None, "write a PNG map of the index's positions with each query's matches (dot: top-1, "
+                                   "rings: the others; a star where the query's own position is known)", path="out")
     checkpoint: str | None = option(None, "the index's checkpoint, when it has moved (its SHA-256 must match)")
     pca: str | None = option(None, "the index's PCA file, when it has moved (its SHA-256 must match)")
     device: str = option("auto", "auto, cpu, cuda or cuda:N", parse=parse_device, metavar="DEVICE")
@@ -85,7 +87,30 @@ def run(cfg: QueryConfig) -> list[dict]:
     print(json.dumps(results, indent=2) if cfg.json else _table(results, index.kind))
     if cfg.figure:
         _figure(results, cfg.figure)
+    if cfg.map:
+        _map(index, ids, results, cfg.map)
     return results
+
+
+def _map(index, ids: np.ndarray, results: list[dict], out: str) -> None:
+    """The index's positions (UTM metres, or lat/lon projected to local metres) with each query's matches."""
+    from wakd.maps import query_map
+
+    coords = np.asarray(index.coords, dtype=np.float64)
+    known = np.isfinite(coords).all(1)
+    if not known.any():
+        raise WakdError(f"--map {out}: {index.path} records no positions of its images; a map needs them (wakd index "
+                        "--positions, or @east@north@ file names)")
+
+    def metres(xy: np.ndarray) -> np.ndarray:
+        if index.kind != "latlon":
+            return xy
+        lat0 = np.nanmean(coords[known, 0])
+        return np.c_[(xy[:, 1] - np.nanmean(coords[known, 1])) * 111_320 * np.cos(np.radians(lat0)),
+                     (xy[:, 0] - lat0) * 110_540]
+
+    here = np.array([r["position"] if r["position"] else [np.nan, np.nan] for r in results], dtype=np.float64)
+    query_map(metres(coords), [Path(r["query"]).name for r in results], ids, out, query_xy=metres(here))
 
 
 def _metres(d: float) -> float | None:
