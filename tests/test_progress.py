@@ -53,7 +53,8 @@ def test_lines_bar_and_off_as_asked(monkeypatch, records, capsys):
 def test_a_command_logged_to_a_file_has_no_carriage_return(tiny_city, tmp_path):
     """What SLURM keeps: stderr of a real command to a file, by default and with --progress lines."""
     cmd = [sys.executable, "-m", "wakd", "extract", "--arch", "mobilenetv3_small", "--num-clusters", "4",
-           "--dataset", "synthetic", "--root", str(tiny_city), "--workers", "0", "--precise-bn", "0"]
+           "--dataset", "synthetic", "--root", str(tiny_city), "--split", "val", "--size", "48x64", "--workers", "0",
+           "--precise-bn", "0"]
     for extra, expect_lines in (([], False), (["--progress", "lines"], True)):
         log = tmp_path / "stderr.log"
         with open(log, "w") as err:
