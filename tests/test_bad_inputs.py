@@ -544,3 +544,45 @@ def test_positions_csv_is_checked_where_it_is_read(tmp_path):
         read_positions(tmp_path / "latin1.csv")
     (tmp_path / "bom.csv").write_bytes("image,east,north\ncafé.jpg,1,2\n".encode("utf-8-sig"))
     assert read_positions(tmp_path / "bom.csv") == ("utm", {"café.jpg": (1.0, 2.0)})
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB tmpfs (needs root, as the SLURM test does; skipped elsewhere)."""
+    where = tmp_path / "full"
+    where.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    yield where
+    subprocess.run(["umount", str(where)], capture_output=True)
+
+
+def test_full_disk_hdf5_writers_end_in_one_line(files, tiny_city, full_disk, tmp_path):
+    """gather, evaluate --predictions and index on a full file system: one line naming the output, exit 2,
+    no temporary, no crash (HDF5 crashes closing a file whose writes failed: the program exits at once)."""
+    shards = []
+    for i in (1, 2):
+        shards.append(tmp_path / f"part{i}.h5")
+        assert main(["extract", *NET, "--root", str(tiny_city), "--precise-bn", "0", "--shard", f"{i}/2",
+                     "--out", str(shards[-1])]) == 0
+    index_ck = tmp_path / "ck.pth.tar"
+    from wakd.models.build import build_embednet
+
+    torch.save({"model": build_embednet("mobilenetv3_small", 8).state_dict(),
+                "config": {"arch": "mobilenetv3_small", "num_clusters": 8, "size": [48, 64], "arch_kwargs": {}}},
+               index_ck)
+    cases = [(["gather", "--shards", *map(str, shards)], "g.h5"),
+             (["evaluate", "--descriptors", str(shards[0].parent / "whole.h5"), "--model", "m", "--out",
+               str(tmp_path / "r.csv"), "--recall-values", "1", "136", "--predictions"], "p.h5"),  # 245 KB
+             (["index", "--checkpoint", str(index_ck), "--images", str(tiny_city / "raw/images"), "--workers", "0"],
+              "idx.h5")]
+    assert main(["gather", "--shards", *map(str, shards), "--out", str(shards[0].parent / "whole.h5")]) == 0
+    for argv, name in cases:
+        out = full_disk / name
+        res = subprocess.run([sys.executable, "-m", "wakd", *argv, *([] if argv[-1] == "--predictions" else
+                                                                     ["--out"]), str(out)],
+                             capture_output=True, text=True, timeout=600)
+        errors = [line for line in res.stderr.splitlines() if "Traceback" in line or line.startswith("wakd: error")]
+        assert res.returncode == 2 and errors == [f"wakd: error: {out}: disk full while writing it (no space left "
+                                                  f"in {full_disk}); nothing was written"], res.stderr[-2000:]
+        assert list(full_disk.iterdir()) == []

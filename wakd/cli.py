@@ -22,7 +22,7 @@ import traceback
 from wakd import __version__
 from wakd.options import add_options, check_inputs_exist, from_args
 from wakd.stages import COMMANDS, Command
-from wakd.utils import WakdError, setup_logging
+from wakd.utils import UNCLOSABLE_HDF5, WakdError, setup_logging
 
 log = logging.getLogger("wakd")
 
@@ -180,5 +180,18 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     return 2
 
 
+def entry() -> None:
+    """The ``wakd`` program (console script, ``python -m wakd``): :func:`main`, then exit with its status. After a
+    full disk left an HDF5 file that cannot be closed (HDF5 crashes closing it: exit 139 at interpreter exit),
+    the process ends at once with the status already reported, its streams flushed (the temporary is gone)."""
+    rc = main()
+    if UNCLOSABLE_HDF5:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    sys.exit(rc)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

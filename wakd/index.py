@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 
 from wakd.descriptors import STR, descriptor_chunks
-from wakd.utils import WakdError, check_array, read_csv_text, require_file
+from wakd.utils import WakdError, check_array, hdf5_file, read_csv_text, require_file
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def file_stamp(path: str | os.PathLike) -> tuple[int, int]:
 def write_index(out: Path, descriptors: np.ndarray, rel_paths: list[str], coords: np.ndarray, stamps: np.ndarray,
                 attrs: dict) -> None:
     """Write an index file at ``out`` (a temporary path the caller renames)."""
-    with h5py.File(out, "w") as f:
+    with hdf5_file(out) as f:
         f.create_dataset("descriptors", data=descriptors.astype(np.float16),
                          chunks=descriptor_chunks(*descriptors.shape))
         f.create_dataset("paths", data=np.asarray(rel_paths, dtype=object), dtype=STR)

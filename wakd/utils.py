@@ -7,6 +7,7 @@ Only entry points (``wakd.cli``) configure logging handlers; library modules use
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import random
@@ -88,12 +89,81 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         if tmp_path.is_dir() and path.exists():
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         if tmp_path.is_dir():
             shutil.rmtree(tmp_path, ignore_errors=True)
         elif tmp_path.exists():
             tmp_path.unlink()
+        if _disk_full(exc) and (tmp_path.name in str(exc) or getattr(exc, "filename", None) == tmp):
+            raise disk_full(path) from None  # the user's file, not our temporary (h5py names the temporary)
         raise
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    """An OSError of a full disk or quota, or h5py's RuntimeError quoting one (``errno = 28``)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(exc, OSError | RuntimeError) and any(
+        t in str(exc) for t in ("No space left on device", "Disk quota exceeded", "errno = 28"))
+
+
+def disk_full(path: str | os.PathLike) -> WakdError:
+    """The one-line error of an output that did not fit on its file system."""
+    path = Path(path)
+    return WakdError(f"{path}: disk full while writing it (no space left in {path.parent}); nothing was written")
+
+
+#: an HDF5 file whose writes failed (a full disk) is open: HDF5 crashes (SIGSEGV) when it is closed or freed,
+#: so the command ends with os._exit after its message (:func:`wakd.cli.main`)
+UNCLOSABLE_HDF5: list[str] = []
+
+
+@contextlib.contextmanager
+def hdf5_file(path: str | os.PathLike) -> Iterator:
+    """An HDF5 file open for writing at ``path`` (a temporary of :func:`atomic_path`), flushed and closed when
+    the block ends.
+
+    A full disk: HDF5's write errors surface late (when a dataset is freed: "Exception ignored" tracebacks) and
+    closing such a file crashes the process (exit 139, in this block or at interpreter exit). So while the block
+    runs, h5py's complaints about freed objects are caught and remembered; on a write error the file is left
+    open (and the temporary removed by :func:`atomic_path`), the error becomes one ``OSError(ENOSPC)`` naming the
+    temporary, and the file is recorded in :data:`UNCLOSABLE_HDF5` so that the command exits at once after its
+    one-line message."""
+    import h5py
+
+    failed: list[str] = []
+    hook, excepthook = sys.unraisablehook, sys.excepthook
+
+    def quiet(unraisable) -> None:  # h5py's dealloc complaints on a full disk (Cython reports them twice:
+        if _disk_full(unraisable.exc_value):  # through sys.excepthook, then sys.unraisablehook)
+            failed.append(str(unraisable.exc_value))
+        else:
+            hook(unraisable)
+
+    def quiet_print(kind, value, tb) -> None:
+        if _disk_full(value):
+            failed.append(str(value))
+        else:
+            excepthook(kind, value, tb)
+
+    f = h5py.File(path, "w")
+    sys.unraisablehook, sys.excepthook = quiet, quiet_print
+    try:
+        try:
+            yield f
+            if failed:
+                raise OSError(errno.ENOSPC, f"No space left on device ({path})")
+            f.flush()
+            f.close()
+        except BaseException as exc:
+            if not (_disk_full(exc) or failed):
+                with contextlib.suppress(Exception):
+                    f.close()
+                raise
+            UNCLOSABLE_HDF5.append(str(path))
+            raise OSError(errno.ENOSPC, f"No space left on device ({path})") from None
+    finally:
+        sys.unraisablehook, sys.excepthook = hook, excepthook
 
 
 @contextlib.contextmanager
@@ -104,7 +174,14 @@ def atomic_outputs(*paths: str | os.PathLike | None) -> Iterator[list[Path | Non
     SIGTERM and SIGINT are held back while the temporaries are renamed (a few system calls), so a
     signal cannot leave some outputs renamed and others not; it takes effect right after."""
     with contextlib.ExitStack() as stack:
-        yield [stack.enter_context(atomic_path(p)) if p else None for p in paths]
+        tmps = [stack.enter_context(atomic_path(p)) if p else None for p in paths]
+        try:
+            yield tmps
+        except OSError as exc:  # name the output whose temporary the error names, else the first
+            if not _disk_full(exc):
+                raise
+            named = [p for p, t in zip(paths, tmps) if t is not None and t.name in str(exc)]
+            raise disk_full(named[0] if named else next(p for p in paths if p)) from None
         with signals_held():
             stack.close()  # every atomic_path's rename
 

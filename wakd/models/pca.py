@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from wakd.utils import WakdError, atomic_path, check_array, require_file
+from wakd.utils import WakdError, atomic_path, check_array, hdf5_file, require_file
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def save_pca(path: str | os.PathLike, mean: np.ndarray, components: np.ndarray, 
              num_samples: int, attrs: dict | None = None) -> None:
     """Write the whitening file (atomically); ``attrs`` are added to its attributes."""
     with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
+        with hdf5_file(tmp) as f:
             f.create_dataset("mean", data=mean.astype(np.float32))
             f.create_dataset("components", data=components.astype(np.float32))
             f.create_dataset("variances", data=variances.astype(np.float64))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -25,7 +24,7 @@ from wakd.models.bn import DEFAULT_IMAGES, wants_precise_bn
 from wakd.models.weights import load_weights
 from wakd.options import BackboneOptions, RunOptions, TrainSplit, option
 from wakd.provenance import provenance_attrs
-from wakd.utils import WakdError, atomic_path, seed_everything
+from wakd.utils import WakdError, atomic_path, hdf5_file, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +98,7 @@ def run(cfg: ClusterConfig) -> dict:
     desc = sample_local_features(backbone, paths, cfg.per_image, dev, cfg.seed, batch_size=cfg.batch_size, **look)
     centroids = kmeans(desc, cfg.num_clusters, cfg.seed)
     with atomic_path(cfg.out) as tmp:
-        with h5py.File(tmp, "w") as f:
+        with hdf5_file(tmp) as f:
             f.create_dataset("descriptors", data=desc.astype(np.float32))
             f.create_dataset("centroids", data=centroids.astype(np.float32))
             f.attrs.update({"arch": cfg.arch, "dataset": cfg.dataset, "split": cfg.split, "num_images": len(paths),

@@ -29,7 +29,7 @@ import pandas as pd
 
 from wakd.options import Options, option, parse_device
 from wakd.recall import RECALL_VALUES, check_recall_values, recall_rows
-from wakd.utils import WakdError, atomic_outputs, check_array
+from wakd.utils import WakdError, atomic_outputs, check_array, hdf5_file
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,6 @@ class EvaluateConfig(Options):
 
 def run(cfg: EvaluateConfig) -> pd.DataFrame:
     """Search, write the table (and the predictions and figure when asked), print the table."""
-    import h5py
 
     from wakd.descriptors import read_ground_truth
     from wakd.provenance import beside, provenance_attrs, write_record
@@ -82,7 +81,7 @@ def run(cfg: EvaluateConfig) -> pd.DataFrame:
     with atomic_outputs(cfg.out, beside(cfg.out), cfg.predictions, cfg.figure, cfg.map) as (csv, info, predictions,
                                                                                              figure, map_png):
         if predictions:
-            with h5py.File(predictions, "w") as f:
+            with hdf5_file(predictions) as f:
                 f.create_dataset("predictions", data=pred)
                 f.create_dataset("scores", data=scores)
                 f.attrs.update({"descriptors": str(cfg.descriptors), "model": cfg.model, **provenance_attrs(cfg)})

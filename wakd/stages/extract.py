@@ -28,7 +28,7 @@ from wakd.models.bn import DEFAULT_IMAGES, wants_precise_bn
 from wakd.models.build import build_embednet
 from wakd.options import DataOptions, NetOptions, RunOptions, option
 from wakd.provenance import provenance_attrs
-from wakd.utils import WakdError, atomic_path, seed_everything
+from wakd.utils import WakdError, atomic_path, hdf5_file, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def extract(model: torch.nn.Module, ds: PlaceDataset, out: str | os.PathLike, de
     precision = resolve_precision(device, precision, model=None if shard else model, size=size)  # as recorded
     groups, batches, rows = _plan(ds, size, batch_size, shard)
     stats = {}
-    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_path(out) as tmp, hdf5_file(tmp) as f:
         f.attrs.update({"dataset": ds.name, "split": ds.split, "pos_dist_thr": ds.pos_dist_thr,
                         "train_pos_dist_thr": ds.train_pos_dist_thr, "dtype": dtype, "precision": precision,
                         "model": json.dumps(model_info or {}), "base_dir": os.getcwd(), **(attrs or {})})

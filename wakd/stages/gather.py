@@ -29,13 +29,12 @@ class GatherConfig(Options):
 def run(cfg: GatherConfig) -> dict:
     """Write ``cfg.out`` from ``cfg.shards``; its provenance is this run's, with every shard's extraction
     record kept under ``extract_provenance`` (a JSON list, in shard order)."""
-    import h5py
 
     from wakd.descriptors import gather
     from wakd.provenance import provenance_attrs
-    from wakd.utils import atomic_path
+    from wakd.utils import atomic_path, hdf5_file
 
-    with atomic_path(cfg.out) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_path(cfg.out) as tmp, hdf5_file(tmp) as f:
         counts = gather(list(cfg.shards), f)
         f.attrs.update(provenance_attrs(cfg))
         f.attrs["shards"] = json.dumps(list(cfg.shards))
