@@ -91,7 +91,8 @@ def recipe_rows(out: Path) -> pd.DataFrame:
                "epochs_run": len(hist), "val_R@1": best["R@1"], "val_R@5": best["R@5"],
                **{f"val_{c}_R@1": best.get(f"{c}_R@1") for c in CONDITIONS},
                "minutes": round(hist[["cache_seconds", "train_seconds", "val_seconds"]].to_numpy().sum() / 60, 1)}
-        row["jitter"] = " ".join(f"{v:g}" for v in row["jitter"] or ())
+        row["input_norm"] = (cfg.get("arch_kwargs") or {}).get("input_norm", "none")
+        row["jitter"] = " ".join(f"{v:g}" for v in row["jitter"] or ()) if any(row["jitter"] or ()) else "–"
         row["root"] = Path(str(row["root"])).name
         rows.append(row)
     return pd.DataFrame(rows)
@@ -118,10 +119,11 @@ def _pct(v) -> str:
 
 
 def recipes_markdown(t: pd.DataFrame) -> str:
-    lines = ["| run | city | jitter | relight | balance | epochs × queries | selected epoch | val R@1 | val R@5 | "
-             "day R@1 | sunset R@1 | night R@1 | minutes |", "|" + "---|" * 13]
+    lines = ["| run | city | input norm | jitter | relight | balance | epochs × queries | selected epoch | val R@1 | "
+             "val R@5 | day R@1 | sunset R@1 | night R@1 | minutes |", "|" + "---|" * 14]
     for _, r in t.iterrows():
-        lines.append(f"| `{r['run']}` | {r['root']} | {r['jitter'] or '–'} | {r['relight']:g} | {r['query_balance']} "
+        lines.append(f"| `{r['run']}` | {r['root']} | {r['input_norm']} | {r['jitter']} | {r['relight']:g} | "
+                     f"{r['query_balance']} "
                      f"| {r['epochs']} × {r['queries_per_epoch']} | {r['best_epoch'] + 1} of {r['epochs_run']} | "
                      f"{_pct(r['val_R@1'])} | {_pct(r['val_R@5'])} | {_pct(r['val_day_R@1'])} | "
                      f"{_pct(r['val_sunset_R@1'])} | {_pct(r['val_night_R@1'])} | {r['minutes']} |")
