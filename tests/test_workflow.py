@@ -76,7 +76,7 @@ def _provenance(path: Path) -> dict:
 
 def test_every_stage_records_provenance(pipeline):
     outputs = ["results/synthetic/inspect_test.json", "results/synthetic_baseline_recall.csv",
-               "results/clusters/resnet18_synthetic_8_desc_cen.hdf5",
+               "results/clusters/resnet18-inputnorminstance_synthetic_8_desc_cen.hdf5",
                "results/train/synthetic/teacher/model_best.pth.tar",
                "results/train/synthetic/student_kd/checkpoint.pth.tar",
                "results/descriptors/student_kd_synthetic_test.hdf5",
