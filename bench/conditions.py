@@ -10,7 +10,8 @@ and flags, versions, commit, date) to ``OUT/machine-<date>.json``.
 
 ``demo`` joins recall tables (a pipeline's ``results/synthetic_recall.csv``, or per-model tables of
 ``wakd evaluate`` / ``wakd baseline``) into ``OUT/demo/<NAME>.csv`` and their ``.info.json`` records into
-``OUT/demo/<NAME>.csv.info.json``: the test split per condition, with ``hub_share``.
+``OUT/demo/<NAME>.csv.info.json``: the test split per condition, with ``hub_share``. (``OUT/demo/histories/``
+holds the demo runs' ``history.csv`` files, validation R@1 per condition each epoch, copied by hand.)
 
 ``report`` recomputes, into ``OUT/recipes.csv`` and ``OUT/demo.csv``, and prints as Markdown:
 

@@ -38,7 +38,7 @@ def main() -> None:
     p.add_argument("--shot", type=Path, default=Path("report_screenshot.png"))
     a = p.parse_args()
     html = a.report.read_text(errors="replace")
-    images = re.findall(r"data:image/(png|jpeg|svg\+xml);base64,([A-Za-z0-9+/=]+)", html)
+    images = re.findall(r"data:image/(png|jpeg|svg\+xml)(?:;[^;,\"]*)*;base64,([A-Za-z0-9+/=]+)", html)
     bad = 0
     for kind, data in images:
         try:

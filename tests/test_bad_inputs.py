@@ -197,7 +197,8 @@ CASES = [
                          "--out", "{out}"], "--recall-values", "{out}"),
     ("baseline-root", ["baseline", "--dataset", "synthetic", "--root", "{d}/nowhere", "--out", "{out}"],
      "nowhere", "{out}"),
-    ("baseline-bomb", ["baseline", "--dataset", "folder", "--root", "{bomb}", "--out", "{out}"], "@5@0@@.png",
+    ("baseline-bomb", ["baseline", "--dataset", "folder", "--root", "{bomb}", "--recall-values", "1", "--out", "{out}"],
+     "@5@0@@.png",
      "{out}"),
     # cluster
     net_case("cluster-k", "cluster", ["--num-clusters", "0"], "--num-clusters"),

@@ -47,7 +47,7 @@ def test_runtime_dependencies_cover_the_field():
     assert {"onnx", "onnxruntime"} <= set(_reqs(extras["onnx"]))
     assert {"pytest", "snakemake-executor-plugin-slurm", "snakefmt"} <= set(_reqs(extras["test"]))
     assert _name(extras["gpu"][0]) == "faiss-gpu"
-    assert project["scripts"]["wakd"] == "wakd.cli:main"
+    assert project["scripts"]["wakd"] == "wakd.__main__:entry"
 
 
 def test_ci_runs_the_readme_test_command():

@@ -186,7 +186,7 @@ def test_editing_distillation_code_reruns_distillation_onward(pipeline):
     undo = _edit(pipeline / "wakd/models/attention.py")
     try:
         assert planned(pipeline) == {"distill_student": 2, "pca": 2, "extract": 2, "evaluate": 2,
-                                     "summarize": 1}
+                                     "summarize": 1, "curves": 1}
     finally:
         undo()
     assert planned(pipeline) == {}
@@ -207,7 +207,7 @@ def test_editing_training_code_reruns_teacher_and_students(pipeline):
     finally:
         undo()
     assert plan == {"train_teacher": 1, "distill_student": 2, "pca": 3, "extract": 3, "evaluate": 3,
-                    "summarize": 1}
+                    "summarize": 1, "curves": 1}
 
 
 def _with_config(repo: Path, change) -> dict[str, int]:
@@ -225,13 +225,13 @@ def _with_config(repo: Path, change) -> dict[str, int]:
 def test_kd_weight_reruns_the_distilled_student_only(pipeline):
     plan = _with_config(pipeline, lambda m: m["student"]["train"].update(kd_weight=50.0))
     # the no-KD ablation runs with kd_weight 0 whatever the config says
-    assert plan == {"distill_student": 1, "pca": 1, "extract": 1, "evaluate": 1, "summarize": 1}
+    assert plan == {"distill_student": 1, "pca": 1, "extract": 1, "evaluate": 1, "summarize": 1, "curves": 1}
 
 
 def test_teacher_backbone_reruns_everything_downstream(pipeline):
     plan = _with_config(pipeline, lambda m: m["teacher"].update(arch="resnet50"))
     assert plan == {"cluster": 1, "train_teacher": 1, "distill_student": 2, "pca": 3, "extract": 4,
-                    "evaluate": 4, "summarize": 1}
+                    "evaluate": 4, "summarize": 1, "curves": 1}
 
 
 def test_real_benchmark_fails_fast_without_data_then_plans_the_chain(tmp_path):

@@ -22,7 +22,7 @@ import traceback
 from wakd import __version__
 from wakd.options import add_options, check_inputs_exist, from_args
 from wakd.stages import COMMANDS, Command
-from wakd.utils import UNCLOSABLE_HDF5, WakdError, setup_logging
+from wakd.utils import WakdError, setup_logging
 
 log = logging.getLogger("wakd")
 
@@ -73,10 +73,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--log-file", help="also write the log to this file")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    parser.add_argument("--progress", choices=("auto", "lines", "bar", "off"), default=None,
-                        help="progress of long loops: auto (default; $WAKD_PROGRESS): a bar on a terminal, elsewhere "
-                             "(SLURM logs) one line per tenth of each epoch's training steps; lines: such lines for "
-                             "every loop, never a carriage return; bar: bars even into a file; off: none")
+    parser.add_argument("--progress", choices=("auto", "lines", "bar", "off"), help="long loops: auto (default, or "
+                        "$WAKD_PROGRESS): a bar on a terminal, else a line per tenth of an epoch's steps; lines: such "
+                        "lines for every loop; bar: bars into a file too; off: none")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = _chosen(argv) if argv is not None else None
     groups: dict = {}
@@ -155,8 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
     """:func:`main` after parsing: run the command, turn user errors into exit status 2."""
     try:
-        if args.progress:
-            os.environ["WAKD_PROGRESS"] = args.progress  # read by wakd.progress (and by DDP's child processes)
+        os.environ.update({"WAKD_PROGRESS": args.progress} if args.progress else {})  # wakd.progress, DDP ranks
         setup_logging(args.verbose, args.log_file)
         log.debug("wakd %s: %s", __version__, " ".join(argv))
         cfg = from_args(args.config, args)
@@ -179,19 +177,3 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     print(f"wakd: error: {message}", file=sys.stderr)
     return 2
 
-
-def entry() -> None:
-    """The ``wakd`` program (console script, ``python -m wakd``): :func:`main`, then exit with its status. After a
-    full disk left an HDF5 file that cannot be closed (HDF5 crashes closing it: exit 139 at interpreter exit),
-    the process ends at once with the status already reported, its streams flushed (the temporary is gone)."""
-    rc = main()
-    if UNCLOSABLE_HDF5:
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(rc)
-    sys.exit(rc)
-
-
-if __name__ == "__main__":
-    entry()
