@@ -203,6 +203,8 @@ CASES = [
     # cluster
     net_case("cluster-k", "cluster", ["--num-clusters", "0"], "--num-clusters"),
     net_case("cluster-images", "cluster", ["--num-images", "0"], "--num-images"),
+    net_case("cluster-too-few-features", "cluster", ["--num-images", "1", "--per-image", "4", "--precise-bn", "0"],
+             "--num-clusters 8: only 4 local features to cluster (1 images x at most --per-image 4"),
     net_case("cluster-precise-bn", "cluster", ["--precise-bn", "-1"], "--precise-bn"),
     net_case("cluster-weights-missing", "cluster", ["--weights", "{d}/none.pth"], "none.pth"),
     net_case("cluster-weights-pickle", "cluster", ["--weights", "{evil}"], "evil.pth"),

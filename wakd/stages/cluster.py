@@ -96,6 +96,10 @@ def run(cfg: ClusterConfig) -> dict:
         calibrate_bn(prepare(backbone, dev), paths[:cfg.precise_bn], dev, batch_size=max(cfg.batch_size, 16),
                        **look)
     desc = sample_local_features(backbone, paths, cfg.per_image, dev, cfg.seed, batch_size=cfg.batch_size, **look)
+    if len(desc) < cfg.num_clusters:
+        raise WakdError(f"--num-clusters {cfg.num_clusters}: only {len(desc)} local features to cluster ({len(paths)} "
+                        f"images x at most --per-image {cfg.per_image}, fewer where a feature map at --size is "
+                        "smaller); expected at least K: raise --num-images or --per-image, or lower --num-clusters")
     centroids = kmeans(desc, cfg.num_clusters, cfg.seed)
     with atomic_path(cfg.out) as tmp:
         with hdf5_file(tmp) as f:
