@@ -99,6 +99,14 @@ def test_index_then_query_finds_the_photo_itself(trained, photos, tmp_path, caps
     where = tmp_path / "map.png"
     assert main(["query", "--index", str(index), str(paths[0]), str(paths[5]), "--map", str(where)]) == 0
     assert where.stat().st_size > 5_000
+    blind = tmp_path / "idx/blind.h5"  # the same index without positions: --map is refused before any work
+    shutil.copy(index, blind)
+    with h5py.File(blind, "r+") as f:
+        f["coords"][...] = np.nan
+    capsys.readouterr()
+    assert main(["query", "--index", str(blind), str(paths[0]), "--map", str(tmp_path / "m2.png")]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and "records no positions of its images" in out.err and not (tmp_path / "m2.png").exists()
 
 
 def test_index_grows_incrementally_and_skips_corrupt_images(trained, photos, tmp_path, capfd):

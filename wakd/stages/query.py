@@ -52,6 +52,9 @@ def run(cfg: QueryConfig) -> list[dict]:
     from wakd.search import knn
 
     index = Index(cfg.index)
+    if cfg.map and not np.isfinite(np.asarray(index.coords, dtype=np.float64)).all(1).any():
+        raise WakdError(f"--map {cfg.map}: {cfg.index} records no positions of its images; a map needs them (wakd "
+                        "index --positions, or @east@north@ file names)")
     ckpt = cfg.checkpoint or str(index.attrs.get("checkpoint", ""))
     if not ckpt or not Path(ckpt).is_file():
         raise WakdError(f"{cfg.index}: its checkpoint {ckpt or '(none recorded)'} is not there; give --checkpoint")
@@ -97,10 +100,7 @@ def _map(index, ids: np.ndarray, results: list[dict], out: str) -> None:
     from wakd.maps import query_map
 
     coords = np.asarray(index.coords, dtype=np.float64)
-    known = np.isfinite(coords).all(1)
-    if not known.any():
-        raise WakdError(f"--map {out}: {index.path} records no positions of its images; a map needs them (wakd index "
-                        "--positions, or @east@north@ file names)")
+    known = np.isfinite(coords).all(1)  # some (checked before describing the queries)
 
     def metres(xy: np.ndarray) -> np.ndarray:
         if index.kind != "latlon":
