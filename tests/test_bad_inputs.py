@@ -561,8 +561,9 @@ def full_disk(tmp_path):
 
 
 def test_full_disk_hdf5_writers_end_in_one_line(files, tiny_city, full_disk, tmp_path):
-    """gather, evaluate --predictions and index on a full file system: one line naming the output, exit 2,
-    no temporary, no crash (HDF5 crashes closing a file whose writes failed: the program exits at once)."""
+    """gather, evaluate --predictions, index and export on a full file system: one line naming the output,
+    exit 2, no temporary, no crash (HDF5 crashes closing a file whose writes failed: the program exits at once;
+    torch's writers abort: they write into memory first)."""
     shards = []
     for i in (1, 2):
         shards.append(tmp_path / f"part{i}.h5")
@@ -578,7 +579,9 @@ def test_full_disk_hdf5_writers_end_in_one_line(files, tiny_city, full_disk, tmp
              (["evaluate", "--descriptors", str(shards[0].parent / "whole.h5"), "--model", "m", "--out",
                str(tmp_path / "r.csv"), "--recall-values", "1", "136", "--predictions"], "p.h5"),  # 245 KB
              (["index", "--checkpoint", str(index_ck), "--images", str(tiny_city / "raw/images"), "--workers", "0"],
-              "idx.h5")]
+              "idx.h5"),
+             # torch's own writers abort (SIGABRT) on a full disk: exports and checkpoints are written via memory
+             (["export", "--checkpoint", str(index_ck), "--format", "torchscript"], "net.pt")]
     assert main(["gather", "--shards", *map(str, shards), "--out", str(shards[0].parent / "whole.h5")]) == 0
     for argv, name in cases:
         out = full_disk / name

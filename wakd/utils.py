@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import logging
 import os
 import random
@@ -16,7 +17,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -94,8 +95,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             shutil.rmtree(tmp_path, ignore_errors=True)
         elif tmp_path.exists():
             tmp_path.unlink()
-        if _disk_full(exc) and (tmp_path.name in str(exc) or getattr(exc, "filename", None) == tmp):
-            raise disk_full(path) from None  # the user's file, not our temporary (h5py names the temporary)
+        if _disk_full(exc):  # the user's file, not our temporary (h5py names the temporary)
+            raise disk_full(path) from None
         raise
 
 
@@ -105,6 +106,16 @@ def _disk_full(exc: BaseException | None) -> bool:
         return True
     return isinstance(exc, OSError | RuntimeError) and any(
         t in str(exc) for t in ("No space left on device", "Disk quota exceeded", "errno = 28"))
+
+
+def write_via_memory(path: str | os.PathLike, write: Callable[[io.BytesIO], object]) -> None:
+    """``write(buffer)`` into memory, then the bytes to ``path`` with plain file I/O: torch's own writers
+    (``torch.save``, ``torch.jit.save``, the ONNX exporter) abort the process (SIGABRT, a C++ exception) when the
+    disk fills; a Python write raises ``OSError(ENOSPC)``, which :func:`atomic_path` turns into one line."""
+    buffer = io.BytesIO()
+    write(buffer)
+    with open(path, "wb") as f:
+        f.write(buffer.getbuffer())
 
 
 def disk_full(path: str | os.PathLike) -> WakdError:

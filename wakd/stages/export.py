@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wakd.options import Options, option, parse_size
-from wakd.utils import WakdError
+from wakd.utils import WakdError, write_via_memory
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def _torchscript(model, example, check, tmp: Path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit's deprecation notice
         traced = torch.jit.trace(model, example, check_trace=False)
-        traced.save(str(tmp))
+        write_via_memory(tmp, lambda buffer: torch.jit.save(traced, buffer))  # a full disk: one line, not an abort
         loaded = torch.jit.load(str(tmp))
     with torch.inference_mode():
         return loaded(check).numpy()
@@ -114,9 +114,9 @@ def _onnx(model, example, check, tmp: Path, opset: int):
 
         # the TorchScript-based exporter (torch >= 2.5 defaults to the dynamo one, which needs onnxscript)
         legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
-        torch.onnx.export(model, (example,), str(tmp), input_names=["images"], output_names=["descriptors"],
-                          dynamic_axes={"images": {0: "batch"}, "descriptors": {0: "batch"}},
-                          opset_version=opset, **legacy)
+        write_via_memory(tmp, lambda buffer: torch.onnx.export(
+            model, (example,), buffer, input_names=["images"], output_names=["descriptors"],
+            dynamic_axes={"images": {0: "batch"}, "descriptors": {0: "batch"}}, opset_version=opset, **legacy))
     try:
         import onnxruntime as ort
     except ImportError:

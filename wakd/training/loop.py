@@ -39,7 +39,7 @@ from wakd.recall import recall_rows
 from wakd.rerank import Reranker
 from wakd.search import knn
 from wakd.stages.train import TrainConfig
-from wakd.utils import WakdError, atomic_path
+from wakd.utils import WakdError, atomic_path, write_via_memory
 
 log = logging.getLogger("wakd.stages.train")  # the command's logger name
 
@@ -252,7 +252,7 @@ def _checkpoint(run: Run, epoch: int) -> dict:
 
 def _save(obj: dict, path: Path) -> None:
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        write_via_memory(tmp, lambda buffer: torch.save(obj, buffer))  # a full disk: one line, not an abort
 
 
 @dataclass(eq=False)
