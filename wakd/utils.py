@@ -125,7 +125,7 @@ def disk_full(path: str | os.PathLike) -> WakdError:
 
 
 #: an HDF5 file whose writes failed (a full disk) is open: HDF5 crashes (SIGSEGV) when it is closed or freed,
-#: so the command ends with os._exit after its message (:func:`wakd.cli.main`)
+#: so the program ends with os._exit after its message (:func:`wakd.__main__.entry`)
 UNCLOSABLE_HDF5: list[str] = []
 
 
