@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from wakd.data.base import PlaceDataset
-from wakd.recall import condition_groups
+from wakd.recall import condition_groups, top1_correct
 from wakd.report import CONDITION_ORDER, GREEN, RED, _pyplot, _save
 from wakd.utils import WakdError
 
@@ -51,8 +51,7 @@ def evaluation_map(ds: PlaceDataset, pred: np.ndarray, out: str | os.PathLike, t
 
     if len(pred) != ds.num_queries:
         raise WakdError(f"{out}: {len(pred)} prediction rows for {ds.num_queries} queries")
-    positives = ds.positives()
-    correct = np.array([len(p) > 0 and pred[i, 0] in p for i, p in enumerate(positives)], dtype=bool)
+    correct = top1_correct(pred, ds.positives())
     order = {c: i for i, c in enumerate(CONDITION_ORDER)}
     groups = sorted([g for g in condition_groups(ds) if g[0] != "all"] or condition_groups(ds),
                     key=lambda g: (order.get(g[0], len(order)), g[0]))

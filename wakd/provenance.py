@@ -97,3 +97,10 @@ def beside(out: str | os.PathLike) -> str:
 def write_record(cfg: Any, path: str | os.PathLike) -> dict[str, Any]:
     """Write the provenance record of a stage's options to ``path``."""
     return write_run_info(path, cfg.record(), getattr(cfg, "seed", None))
+
+
+def input_identity(cfg, names: tuple[str, ...]) -> dict[str, list[int]]:
+    """Size and modification time of the input files that ``cfg``'s options ``names`` point to: a resumed run,
+    or the shards of one extraction, must read the same files (e.g. not a teacher retrained since)."""
+    files = {k: getattr(cfg, k, None) for k in names}
+    return {k: [os.stat(v).st_size, os.stat(v).st_mtime_ns] for k, v in files.items() if v and os.path.isfile(v)}

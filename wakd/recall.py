@@ -20,6 +20,11 @@ RECALL_VALUES = (1, 5, 10, 20)
 VIEW_AWARE_YAW = 45.0
 
 
+def top1_correct(predictions: np.ndarray, positives: list[np.ndarray]) -> np.ndarray:
+    """Per query, whether its first prediction is a positive (what R@1 counts; no positive: False)."""
+    return np.array([len(p) > 0 and predictions[i, 0] in p for i, p in enumerate(positives)], dtype=bool)
+
+
 def check_recall_values(ns: tuple[int, ...], places: int, where: str, what: str = "database images") -> None:
     """Refuse an N of Recall@N larger than the database (``places`` images, or panoramas), before searching."""
     if max(ns) > places:

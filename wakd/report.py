@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from wakd.data.base import PlaceDataset
 from wakd.data.images import load_image
+from wakd.recall import top1_correct
 from wakd.utils import WakdError, atomic_path, read_csv_text, require_file
 
 
@@ -180,7 +181,7 @@ def prediction_rows(ds: PlaceDataset, pred: np.ndarray, num_queries: int = 8, nu
     condition (where recorded) and its top-1's distance, then each prediction captioned with its distance to
     the query in metres and framed green (a positive) or red."""
     positives = ds.positives()
-    wrong = np.array([pred[i, 0] not in positives[i] for i in range(len(pred))])
+    wrong = ~top1_correct(pred, positives)
     cand = np.flatnonzero(wrong) if only_wrong else np.arange(len(pred))
     if not len(cand):
         raise WakdError("no query to show" + (" (every query is correct at R@1)" if only_wrong else ""))

@@ -85,17 +85,16 @@ def run(cfg: EvaluateConfig) -> pd.DataFrame:
                 f.create_dataset("predictions", data=pred)
                 f.create_dataset("scores", data=scores)
                 f.attrs.update({"descriptors": str(cfg.descriptors), "model": cfg.model, **provenance_attrs(cfg)})
+        ds = read_ground_truth(cfg.descriptors) if figure or map_png else None  # once, for both figures
         if figure:
             from wakd.report import prediction_grid
 
-            ds = read_ground_truth(cfg.descriptors)
             prediction_grid(ds, pred, figure, num_queries=cfg.num_queries, num_preds=cfg.num_preds_to_save,
                             only_wrong=cfg.only_wrong, seed=cfg.seed, title=f"{cfg.model} on {ds.name} {ds.split}")
         if map_png:
             from wakd.maps import evaluation_map
 
-            evaluation_map(read_ground_truth(cfg.descriptors), pred, map_png, title=f"{cfg.model} on "
-                           f"{table['dataset'].iloc[0]} {table['split'].iloc[0]}")
+            evaluation_map(ds, pred, map_png, title=f"{cfg.model} on {ds.name} {ds.split}")
         write_record(cfg, info)
         table.to_csv(csv, index=False, float_format="%.4f")
     print(table.to_string(index=False))

@@ -27,7 +27,7 @@ from wakd.features import calibrate_bn, iter_images, sample_paths
 from wakd.models.bn import DEFAULT_IMAGES, wants_precise_bn
 from wakd.models.build import build_embednet
 from wakd.options import DataOptions, NetOptions, RunOptions, option
-from wakd.provenance import provenance_attrs
+from wakd.provenance import input_identity, provenance_attrs
 from wakd.utils import WakdError, atomic_path, hdf5_file, seed_everything
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,7 @@ def run(cfg: ExtractConfig) -> dict:
         calibrate_initialised(model, cfg.dataset, cfg.root, device, cfg.precise_bn, cfg.seed,
                               pretrained=bool(cfg.weights), batch_size=max(cfg.batch_size, 16), **look)
     ds = load_dataset(cfg.dataset, cfg.split, cfg.root)
-    inputs = {k: [os.stat(v).st_size, os.stat(v).st_mtime_ns] for k in ("checkpoint", "pca", "clusters", "weights")
-              if (v := getattr(cfg, k)) and os.path.isfile(v)}  # shards of one file read the same files (gather)
+    inputs = input_identity(cfg, ("checkpoint", "pca", "clusters", "weights"))  # shards of one file: the same files
     return extract(model, ds, cfg.out, device, dtype=cfg.dtype, batch_size=cfg.batch_size, model_info=spec,
                    attrs={**provenance_attrs(cfg), "inputs": json.dumps(inputs)}, shard=cfg.shard, decode=cfg.decode,
                    **look)

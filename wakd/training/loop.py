@@ -34,7 +34,7 @@ from wakd.models.build import build_embednet
 from wakd.models.regions import anchor_region_similarities, region_vlads
 from wakd.models.weights import load_option_checkpoint, load_weights
 from wakd.progress import StepProgress
-from wakd.provenance import run_info
+from wakd.provenance import input_identity, run_info
 from wakd.recall import recall_rows
 from wakd.rerank import Reranker
 from wakd.search import knn
@@ -43,6 +43,7 @@ from wakd.utils import WakdError, atomic_path, write_via_memory
 
 log = logging.getLogger("wakd.stages.train")  # the command's logger name
 
+RUN_INPUTS = ("clusters", "weights", "teacher", "init")  # files a resumed run must find unchanged
 RERANK_K1, RERANK_LAMBDA = 20, 0.1  # OpenIBL update_sampler: re_ranking(k1=20, k2=1, lambda_value=0.1)
 
 
@@ -244,7 +245,7 @@ def _checkpoint(run: Run, epoch: int) -> dict:
     return {"model": run.model.state_dict(), "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(),
             "epoch": epoch, "best_metric": run.best, "best_epoch": run.best_epoch,
             "hard_negatives": torch.from_numpy(run.hard_negs.copy()), "torch_rng": torch.get_rng_state(),
-            "config": {**cfg.record(), "arch_kwargs": cfg.arch_kwargs, "inputs": input_identity(cfg)},
+            "config": recorded_config(cfg),
             "provenance": run_info(cfg.record(), cfg.seed),
             "history": run.history, "generation": run.generation,
             **({"label_model": run.labels.state_dict()} if run.labels is not None else {})}
@@ -685,11 +686,10 @@ def _clear_state(state: Path) -> None:
         state.rmdir()
 
 
-def input_identity(cfg: TrainConfig) -> dict[str, list[int]]:
-    """Size and modification time of the input files a run reads (NetVLAD centres, weights, teacher),
-    so that a state is not resumed over inputs rebuilt since (e.g. a retrained teacher)."""
-    files = {k: getattr(cfg, k, None) for k in ("clusters", "weights", "teacher", "init")}
-    return {k: [os.stat(v).st_size, os.stat(v).st_mtime_ns] for k, v in files.items() if v and os.path.isfile(v)}
+def recorded_config(cfg: TrainConfig) -> dict:
+    """What a checkpoint records of its run's options (and a resume compares): the options, the backbone's
+    options and the identity of the input files."""
+    return {**cfg.record(), "arch_kwargs": cfg.arch_kwargs, "inputs": input_identity(cfg, RUN_INPUTS)}
 
 
 def _read_resume(path: str | os.PathLike, cfg: TrainConfig) -> dict:
@@ -703,7 +703,7 @@ def _read_resume(path: str | os.PathLike, cfg: TrainConfig) -> dict:
     if not isinstance(ck, dict) or any(k not in ck for k in keys):
         raise WakdError(f"--resume {path}: not a checkpoint of 'wakd train' / 'wakd distill' (expected entries "
                         f"{', '.join(keys)})")
-    saved, now = ck["config"], {**cfg.record(), "arch_kwargs": cfg.arch_kwargs, "inputs": input_identity(cfg)}
+    saved, now = ck["config"], recorded_config(cfg)
     # with generations, --epochs places the generations' boundaries: it may not change either
     free = RESUMABLE_CHANGES - ({"epochs"} if cfg.generations > 1 else set())
     changed = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in now.items()
