@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from wakd.models.weights import load_trusted
+
 
 def _hdf5_equal(a: Path, b: Path) -> bool:
     with h5py.File(a) as x, h5py.File(b) as y:
@@ -26,8 +28,8 @@ def _hdf5_equal(a: Path, b: Path) -> bool:
 
 
 def _weights_equal(a: Path, b: Path) -> bool:
-    x = torch.load(a, map_location="cpu", weights_only=True)["model"]
-    y = torch.load(b, map_location="cpu", weights_only=True)["model"]
+    x = load_trusted(a)["model"]
+    y = load_trusted(b)["model"]
     return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
 
 

@@ -56,13 +56,13 @@ def _machine(out: Path) -> None:
 
 def collect(runs: list[Path], out: Path) -> None:
     """Copy each run's history and recorded options to ``out/recipes/<run name>/``."""
-    import torch
+    from wakd.models.weights import load_trusted
 
     for run in runs:
         dest = out / "recipes" / run.name
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copy2(run / "history.csv", dest / "history.csv")
-        ck = torch.load(run / "checkpoint.pth.tar", weights_only=True, map_location="cpu")
+        ck = load_trusted(run / "checkpoint.pth.tar")
         (dest / "options.json").write_text(json.dumps({"config": ck["config"], "provenance": ck.get("provenance")},
                                                       indent=1, default=str) + "\n")
         print(f"{run} -> {dest}")

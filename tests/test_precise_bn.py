@@ -10,7 +10,7 @@ from torch import nn
 from wakd.data import load_dataset
 from wakd.data.loader import ImageList
 from wakd.data.tuples import mining_sets
-from wakd.features import calibrate_bn
+from wakd.features import calibrate_bn, precise_bn_paths
 from wakd.losses import get_loss
 from wakd.models.bn import bn_layers, recalibrate_bn, wants_precise_bn
 from wakd.models.build import build_embednet
@@ -19,13 +19,45 @@ from wakd.stages.cluster import run as run_cluster
 from wakd.stages.train import TrainConfig, TupleImages, mine_chunk, train
 
 
+def test_one_seeded_choice_of_calibration_images(tiny_city, monkeypatch, tmp_path):
+    """cluster and extract (a network as initialised) calibrate on the same images with the same seed;
+    training draws anew per calibration from the same pool (database and queries of the training split)."""
+    ds = load_dataset("synthetic", "train", tiny_city)
+    pool = set(ds.db_paths + ds.q_paths)
+    first = precise_bn_paths(ds, 20, seed=3)
+    assert first == precise_bn_paths(ds, 20, seed=3) and len(set(first)) == 20 and set(first) <= pool
+    assert set(first) & set(ds.q_paths), "queries (every capture condition) are part of the pool"
+    assert precise_bn_paths(ds, 20, seed=3, draw=(1, 0)) != first != precise_bn_paths(ds, 20, seed=4)
+    assert precise_bn_paths(ds, 10**6, seed=3) == sorted(pool, key=(ds.db_paths + ds.q_paths).index)
+
+    import wakd.features as features
+    from wakd.stages.extract import ExtractConfig
+    from wakd.stages.extract import run as run_extract
+
+    seen = []
+
+    def observed(model, ds, num_images, seed, device, draw=(), **kw):
+        seen.append(precise_bn_paths(ds, num_images, seed, draw))
+        return calibrate(model, ds, num_images, seed, device, draw, **kw)
+
+    calibrate = features.calibrate_bn
+    for module in ("wakd.stages.cluster", "wakd.stages.extract"):
+        monkeypatch.setattr(f"{module}.calibrate_bn", observed)
+    common = {"dataset": "synthetic", "root": str(tiny_city), "arch": "mobilenetv3_small", "seed": 5,
+              "precise_bn": 16, "workers": 0, "size": (48, 64)}
+    run_cluster(ClusterConfig(out=str(tmp_path / "c.hdf5"), num_clusters=4, num_images=40, per_image=10, **common))
+    run_extract(ExtractConfig(out=str(tmp_path / "d.hdf5"), num_clusters=4, clusters=str(tmp_path / "c.hdf5"),
+                              split="val", **common))
+    assert len(seen) == 2 and seen[0] == seen[1] == precise_bn_paths(ds, 16, 5), seen
+
+
 def test_recalibrate_bn_averages_the_batches_and_restores_the_layer(tiny_city):
     ds = load_dataset("synthetic", "train", tiny_city)
-    paths = ds.db_paths[:24]
+    paths = precise_bn_paths(ds, 24, seed=0)
     net = nn.Sequential(nn.BatchNorm2d(3))
     net.train()
     momentum = net[0].momentum
-    assert calibrate_bn(net, paths, torch.device("cpu"), batch_size=8, size=(32, 40)) == 1
+    assert calibrate_bn(net, ds, 24, 0, torch.device("cpu"), batch_size=8, size=(32, 40)) == 1
     x = torch.stack([ImageList(paths, (32, 40))[i][0] for i in range(len(paths))])
     # equal batches: the cumulative average of batch means is the mean over all images
     assert torch.allclose(net[0].running_mean, x.mean(dim=(0, 2, 3)), atol=1e-5)
@@ -40,7 +72,7 @@ def test_recalibrate_bn_averages_the_batches_and_restores_the_layer(tiny_city):
     assert torch.allclose(net[0].running_mean, x[:8].mean(dim=(0, 2, 3)), atol=1e-5)
     assert not torch.allclose(net[0].running_mean, before)
     # nothing to do without BN; skipped (and said) for pretrained statistics or when turned off
-    assert calibrate_bn(nn.Sequential(nn.Conv2d(3, 3, 1)), paths, torch.device("cpu")) == 0
+    assert calibrate_bn(nn.Sequential(nn.Conv2d(3, 3, 1)), ds, 24, 0, torch.device("cpu")) == 0
     assert not wants_precise_bn(nn.Sequential(nn.Conv2d(3, 3, 1)), 300, pretrained=False)
     assert not wants_precise_bn(net, 300, pretrained=True)
     assert not wants_precise_bn(net, 0, pretrained=False)
@@ -91,8 +123,11 @@ def _eval_vs_train(tiny_city, tmp_path, precise_bn):
 @pytest.mark.slow
 def test_precise_bn_makes_eval_mode_match_train_mode(tiny_city, tmp_path):
     ratio, eval_loss, train_loss = _eval_vs_train(tiny_city, tmp_path / "on", precise_bn=200)
-    assert ratio > 0.5
-    assert eval_loss == pytest.approx(train_loss, rel=0.10)
+    assert 0.5 < ratio < 2.0
+    # one batch of 8 tuples, in train mode normalised by its own statistics: over seeds 0-3 the eval-mode loss
+    # was 4-38 % from it (8-17 % before cluster shared training's calibration images); without precise BN the
+    # eval-mode descriptors collapse (variance ratio ~1e-4, the loss at chance, log 2)
+    assert eval_loss == pytest.approx(train_loss, rel=0.5)
     # without it, the same short run leaves eval mode far from what training saw
     ratio_off, eval_off, train_off = _eval_vs_train(tiny_city, tmp_path / "off", precise_bn=0)
-    assert ratio_off < 0.5 or abs(eval_off - train_off) > 0.10 * train_off
+    assert ratio_off < 0.01 and eval_off == pytest.approx(np.log(2), abs=1e-3) != train_off

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from wakd.data.base import PlaceDataset
 from wakd.data.loader import decode_batch, encoded_loader, image_loader
 from wakd.device import autocast, prepare, resolve_precision, to_input
 from wakd.progress import Progress
@@ -80,13 +81,26 @@ def describe_images(model: torch.nn.Module, paths: Sequence[str], device: torch.
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
-def calibrate_bn(model: torch.nn.Module, paths: Sequence[str], device: torch.device, batch_size: int = 32,
-                 workers: int = 0, precision: str = "fp32", size: tuple[int, int] | None = None) -> int:
-    """Precise BN (:func:`wakd.models.bn.recalibrate_bn`) over the images ``paths``, read in batches of
-    ``max(2, batch_size)``; returns the number of BN layers re-estimated (0 when ``paths`` is empty)."""
+def precise_bn_paths(ds: PlaceDataset, num_images: int, seed: int, draw: tuple[int, ...] = ()) -> list[str]:
+    """The images of precise BN, one choice for every stage: ``num_images`` of the training split's
+    database and query images (all capture conditions the network will see), drawn without replacement
+    by a generator seeded with ``(seed, *draw)``. ``wakd cluster`` and ``wakd extract`` (a network as
+    initialised) draw with ``draw=()``, so they calibrate on the same images; training draws anew at each
+    calibration with ``draw=(epoch, step)`` (generation starts: ``(generation, 1)``)."""
+    rng = np.random.default_rng([seed, *draw])
+    return sample_paths(ds.db_paths + ds.q_paths, num_images, int(rng.integers(2**31)))
+
+
+def calibrate_bn(model: torch.nn.Module, ds: PlaceDataset, num_images: int, seed: int, device: torch.device,
+                 draw: tuple[int, ...] = (), batch_size: int = 32, workers: int = 0, precision: str = "fp32",
+                 size: tuple[int, int] | None = None) -> int:
+    """Precise BN (:func:`wakd.models.bn.recalibrate_bn`) over the images :func:`precise_bn_paths` chooses,
+    read in batches of ``max(2, batch_size)``; returns the number of BN layers re-estimated (0 when there
+    are no images or no BN layer)."""
     from wakd.models.bn import bn_layers, recalibrate_bn
 
+    paths = precise_bn_paths(ds, num_images, seed, draw)
     if not paths or not bn_layers(model):
         return 0
-    loader = image_loader(list(paths), max(2, batch_size), workers, size=size, pin_memory=device.type == "cuda")
+    loader = image_loader(paths, max(2, batch_size), workers, size=size, pin_memory=device.type == "cuda")
     return recalibrate_bn(model, (x for x, _ in loader), device, precision=precision, size=size)

@@ -28,17 +28,12 @@ from torchvision.transforms import functional as TF
 from wakd.data.base import DatasetError
 from wakd.data.images import load_image, resize_to
 from wakd.data.loader import IMAGENET_MEAN, IMAGENET_STD
-from wakd.models.backbones import create_model
-from wakd.models.netvlad import EmbedNet, NetVLAD
-from wakd.models.weights import load_trusted
+from wakd.models.build import network_from_checkpoint
+from wakd.models.netvlad import EmbedNet
 from wakd.progress import Progress
 from wakd.utils import WakdError
 
 log = logging.getLogger(__name__)
-
-#: what a wakd checkpoint's ``config`` must say to rebuild its network
-NEEDED = ("arch", "num_clusters")
-
 
 class DescriptorModel(torch.nn.Module):
     """A trained descriptor network with its preprocessing.
@@ -74,21 +69,6 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """A wakd checkpoint as a dict (``model`` state dict and ``config``), read without unpickling
-    arbitrary objects.
-
-    Raises:
-        WakdError: missing file, refused content (pickled code), or not a wakd checkpoint.
-    """
-    obj = load_trusted(path, "a wakd checkpoint (model_best.pth.tar of wakd train / distill)")
-    config = obj.get("config") if isinstance(obj, dict) else None
-    if not isinstance(config, dict) or any(k not in config for k in NEEDED) or not isinstance(obj.get("model"), dict):
-        raise WakdError(f"{path}: not a wakd checkpoint: expected 'model' (state dict) and 'config' naming "
-                        f"{' and '.join(NEEDED)} (model_best.pth.tar of wakd train / distill)")
-    return obj
-
-
 def load_model(path: str | os.PathLike, pca: str | os.PathLike | None = None,
                device: str | torch.device = "cpu") -> DescriptorModel:
     """The network of a wakd checkpoint, ready for inference (eval mode, on ``device``).
@@ -102,32 +82,11 @@ def load_model(path: str | os.PathLike, pca: str | os.PathLike | None = None,
         WakdError: a missing, foreign or refused checkpoint, or one whose tensors do not fit the
             network its config names.
     """
-    ck = read_checkpoint(path)
+    net, ck = network_from_checkpoint(path, pca=pca, exact=True, unrecorded=(
+        f"{path}: not a wakd checkpoint: expected 'model' (state dict) and 'config' naming arch and num_clusters "
+        "(model_best.pth.tar of wakd train / distill)"))
     cfg = ck["config"]
     kwargs = dict(cfg.get("arch_kwargs") or {})
-    try:
-        backbone = create_model(cfg["arch"], **kwargs)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise WakdError(f"{path}: config names backbone {cfg['arch']!r} with {kwargs}, which wakd cannot "
-                        f"build ({exc})") from None
-    pca_layer = None
-    pool = NetVLAD(int(cfg["num_clusters"]), backbone.out_channels)
-    if pca is not None:
-        from wakd.models.pca import load_pca_layer
-
-        pca_layer = load_pca_layer(pca, expected_dim=pool.out_dim)
-    net = EmbedNet(backbone, pool, pca_layer)
-    state = {k.removeprefix("module."): v for k, v in ck["model"].items()}
-    own = net.state_dict()
-    missing = sorted(k for k in own if k not in state and not k.startswith("pca."))
-    unexpected = sorted(k for k in state if k not in own)
-    wrong = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
-    if missing or unexpected or wrong:
-        what = "; ".join(f"{name}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                         for name, keys in (("missing", missing), ("unexpected", unexpected),
-                                            ("wrong shape", wrong)) if keys)
-        raise WakdError(f"{path}: its tensors do not fit {cfg['arch']} + NetVLAD K={cfg['num_clusters']} ({what})")
-    net.load_state_dict(state, strict=False)
     size = tuple(cfg["size"]) if cfg.get("size") else None
     info = {"checkpoint": str(Path(path).resolve()), "checkpoint_sha256": file_sha256(path),
             "pca": str(Path(pca).resolve()) if pca else "", "pca_sha256": file_sha256(pca) if pca else "",

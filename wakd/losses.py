@@ -31,8 +31,9 @@ def _sq_distances(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> tuple[to
     return d_pos, d_neg
 
 
-def _scores(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor, temperature: float | None):
-    """``([B, 1], [B, N])`` similarity scores of the positive and negatives (higher = closer)."""
+def tuple_scores(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor, temperature: float | None):
+    """``([B, 1], [B, N])`` similarity scores of the positive and negatives (higher = closer): dot products /
+    ``temperature``, or without one negative squared distances."""
     if temperature:
         return (q * p).sum(-1, keepdim=True) / temperature, torch.einsum("bd,bnd->bn", q, n) / temperature
     d_pos, d_neg = _sq_distances(q, p, n)
@@ -55,13 +56,13 @@ def triplet_sq_loss(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor, margin: f
 
 def sare_joint_loss(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor, margin: float | None = None,
                     temperature: float | None = None) -> torch.Tensor:
-    s_pos, s_neg = _scores(q, p, n, temperature)
+    s_pos, s_neg = tuple_scores(q, p, n, temperature)
     return -F.log_softmax(torch.cat([s_pos, s_neg], 1), dim=1)[:, 0].mean()
 
 
 def sare_ind_loss(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor, margin: float | None = None,
                   temperature: float | None = None) -> torch.Tensor:
-    s_pos, s_neg = _scores(q, p, n, temperature)
+    s_pos, s_neg = tuple_scores(q, p, n, temperature)
     pairs = torch.stack([s_pos.expand_as(s_neg), s_neg], -1)  # [B, N, 2]
     return -F.log_softmax(pairs, dim=-1)[..., 0].mean()
 

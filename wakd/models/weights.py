@@ -70,7 +70,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict | None]:
     """The tensor state dict of ``path`` and the options it records (a wakd checkpoint's ``config``, else None)."""
-    obj = load_trusted(path, "a plain state dict of tensors")
+    return split_checkpoint(load_trusted(path, "a plain state dict of tensors"), path)
+
+
+def split_checkpoint(obj: object, path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """:func:`read_checkpoint` of an object already read by :func:`load_trusted` (``path`` names it in errors)."""
     config = obj.get("config") if isinstance(obj, dict) and isinstance(obj.get("config"), dict) else None
     if isinstance(obj, dict):
         for key in ("state_dict", "model", "model_state_dict"):
@@ -126,6 +130,13 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> dict[str, list[st
         WakdError: refused file, a shape mismatch (named), or no tensor matching the model at all.
     """
     state, config = read_checkpoint(path)
+    return load_state(model, state, config, path)
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], config: dict | None,
+               path: str | os.PathLike, network: str = "") -> dict[str, list[str]]:
+    """:func:`load_weights` of a state dict already read (:func:`read_checkpoint`) from ``path``
+    (``network``: what the model is, named when a tensor does not fit it)."""
     check_input_norm(model, config, path)
     own = model.state_dict()
     target = set(own)
@@ -137,8 +148,9 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> dict[str, list[st
             unused.append(key)
             continue
         if own[name].shape != tensor.shape:
-            raise WakdError(f"{path}: tensor '{key}' has shape {tuple(tensor.shape)} but the model's '{name}' "
-                            f"has {tuple(own[name].shape)} (wrong architecture or options?)")
+            raise WakdError(f"{path}: its tensors do not fit {network or 'the model'}: '{key}' has shape "
+                            f"{tuple(tensor.shape)} but the model's '{name}' has {tuple(own[name].shape)} "
+                            "(wrong architecture or options?)")
         mapped[name] = tensor
     if not mapped:
         raise WakdError(f"{path}: no tensor matches the model ({type(model).__name__}); first keys in the file: "

@@ -71,15 +71,17 @@ class ClusterConfig(BackboneOptions, TrainSplit, RunOptions):
     num_images: int = option(500, "training images sampled", low=1)
     per_image: int = option(100, "locations sampled per image", low=1)
     precise_bn: int = option(DEFAULT_IMAGES, "a random-init backbone with BatchNorm: re-estimate its statistics "
-                                             "over N of the sampled images first (0: off)", low=0, metavar="N")
+                                             "over N training images first (those 'wakd extract' calibrates on "
+                                             "with the same seed; 0: off)", low=0, metavar="N")
 
 
 def run(cfg: ClusterConfig) -> dict:
     """Sample local features of a backbone on a training split and write ``*_desc_cen.hdf5``.
 
     A randomly initialised backbone with BatchNorm first has its BN statistics re-estimated on
-    ``precise_bn`` of the sampled images (:mod:`wakd.models.bn`): with the default statistics its
-    eval-mode features are not what training will see (a MobileNetV3's were ~1e-9 in magnitude).
+    ``precise_bn`` training images (:func:`wakd.features.precise_bn_paths`, :mod:`wakd.models.bn`): with
+    the default statistics its eval-mode features are not what training will see (a MobileNetV3's were
+    ~1e-9 in magnitude).
     """
     seed_everything(cfg.seed)
     ds = load_dataset(cfg.dataset, cfg.split, cfg.root)
@@ -93,8 +95,8 @@ def run(cfg: ClusterConfig) -> dict:
     cfg.precision = resolve_precision(dev, cfg.precision, model=backbone, size=cfg.size)
     look = {"workers": cfg.workers, "precision": cfg.precision, "size": cfg.size}
     if wants_precise_bn(backbone, cfg.precise_bn, pretrained=bool(cfg.weights), what=f"{cfg.arch} backbone"):
-        calibrate_bn(prepare(backbone, dev), paths[:cfg.precise_bn], dev, batch_size=max(cfg.batch_size, 16),
-                       **look)
+        calibrate_bn(prepare(backbone, dev), ds, cfg.precise_bn, cfg.seed, dev, batch_size=max(cfg.batch_size, 16),
+                     **look)
     desc = sample_local_features(backbone, paths, cfg.per_image, dev, cfg.seed, batch_size=cfg.batch_size, **look)
     if len(desc) < cfg.num_clusters:
         raise WakdError(f"--num-clusters {cfg.num_clusters}: only {len(desc)} local features to cluster ({len(paths)} "

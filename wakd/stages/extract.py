@@ -23,7 +23,7 @@ from wakd.data import load_dataset
 from wakd.data.base import PlaceDataset
 from wakd.descriptors import STR, descriptor_chunks, parse_shard, shard_rows
 from wakd.device import resolve_device, resolve_precision
-from wakd.features import calibrate_bn, iter_images, sample_paths
+from wakd.features import calibrate_bn, iter_images
 from wakd.models.bn import DEFAULT_IMAGES, wants_precise_bn
 from wakd.models.build import build_embednet
 from wakd.options import DataOptions, NetOptions, RunOptions, option
@@ -56,8 +56,8 @@ class ExtractConfig(NetOptions, DataOptions, RunOptions):
                                 "--size; antialiased bilinear resize, close to but not bitwise PIL's)",
                          choices=("pil", "torchvision"))
     precise_bn: int = option(DEFAULT_IMAGES, "without --checkpoint (a network as initialised): re-estimate "
-                                             "BatchNorm statistics over N training database images first, as "
-                                             "'wakd cluster' does (0: off)", low=0, metavar="N")
+                                             "BatchNorm statistics over N training images first (those 'wakd "
+                                             "cluster' calibrates on with the same seed; 0: off)", low=0, metavar="N")
 
 
 def run(cfg: ExtractConfig) -> dict:
@@ -200,12 +200,11 @@ def _check_space(out: str | os.PathLike, needed: int) -> None:
 def calibrate_initialised(model: torch.nn.Module, dataset: str, root: str, device: torch.device, num_images: int,
                           seed: int, pretrained: bool, **kw) -> int:
     """Precise BN for a network described *as initialised* (no checkpoint): the statistics of
-    ``num_images`` of the dataset's training database images, as ``wakd cluster`` re-estimates them
-    before clustering, so NetVLAD's centres and the described features agree (:mod:`wakd.models.bn`).
-    Trained checkpoints already hold calibrated statistics. Returns the number of BN layers set.
+    ``num_images`` training images, the very images ``wakd cluster`` calibrates on with the same seed
+    (:func:`wakd.features.precise_bn_paths`), so NetVLAD's centres and the described features agree
+    (:mod:`wakd.models.bn`). Trained checkpoints already hold calibrated statistics. Returns the number
+    of BN layers set.
     """
-
     if not wants_precise_bn(model, num_images, pretrained, what="network as initialised"):
         return 0
-    train = load_dataset(dataset, "train", root)
-    return calibrate_bn(model, sample_paths(train.db_paths, num_images, seed), device, **kw)
+    return calibrate_bn(model, load_dataset(dataset, "train", root), num_images, seed, device, **kw)

@@ -19,8 +19,8 @@ One loop serves the teacher here and the student later (distillation plugs in it
 * after each epoch, Recall@N on the validation split selects ``model_best`` (by R@5 by default) and
   a row is added to ``history.csv`` (loss, recalls, time spent refreshing the cache, training,
   validating);
-* checkpoints are plain state dicts (``torch.load(weights_only=True)``), written atomically each
-  epoch with model, optimiser, scheduler, epoch, RNG state and the hard-negative cache, so
+* checkpoints are plain state dicts (read back by :func:`wakd.models.weights.load_trusted`), written
+  atomically each epoch with model, optimiser, scheduler, epoch, RNG state and the hard-negative cache, so
   ``resume`` continues an interrupted run and reaches the same result (bitwise on CPU);
 * with ``--generations G`` (SFRS; the WAKD script), every generation restarts from the initial
   weights (``--init``) with a new optimiser; from generation 1 on, tuples carry ``--pos-num``

@@ -14,10 +14,10 @@ from wakd.data.base import PlaceDataset
 from wakd.data.loader import ImageList
 from wakd.device import autocast, prepare
 from wakd.features import iter_images
+from wakd.losses import tuple_scores
 from wakd.models.attention import attention_map
-from wakd.models.build import build_embednet
+from wakd.models.build import network_from_checkpoint
 from wakd.models.netvlad import EmbedNet
-from wakd.models.weights import load_option_checkpoint, load_weights
 from wakd.stages.distill import GRAM_FORMS, KD_TERMS, DistillConfig
 from wakd.training.loop import RankingObjective, train
 from wakd.utils import WakdError
@@ -78,7 +78,7 @@ def soft_ranking_kd(student: torch.Tensor, teacher: torch.Tensor, b: int, t: int
     """
     def logits(d: torch.Tensor) -> torch.Tensor:
         d = d.float().view(b, t, -1)
-        return torch.einsum("bd,bnd->bn", d[:, 0], d[:, 1:]) / temperature
+        return torch.cat(tuple_scores(d[:, 0], d[:, 1], d[:, 2:], temperature), 1)  # the SARE losses' scores
 
     target = logits(teacher).softmax(dim=1).detach()
     return F.kl_div(logits(student).log_softmax(dim=1), target, reduction="batchmean")
@@ -109,35 +109,12 @@ def load_teacher(path: str | os.PathLike, arch: str | None = None, num_clusters:
     A wakd checkpoint records its architecture; other checkpoints need ``arch`` and ``num_clusters``.
     Every tensor of the model must come from the file: a partly loaded teacher is refused.
     """
-    ck = load_option_checkpoint("--teacher", path, " (train the teacher first: wakd train)")
-    saved = ck.get("config", {}) if isinstance(ck, dict) else {}
-    for flag, given, recorded in (("--teacher-arch", arch, saved.get("arch")),
-                                  ("--teacher-num-clusters", num_clusters, saved.get("num_clusters"))):
-        if given is not None and recorded is not None and given != recorded:
-            raise WakdError(f"{flag} {given}: {path} records a {saved.get('arch')} K={saved.get('num_clusters')} "
-                            f"teacher ({flag.removeprefix('--teacher-')} {recorded}); leave {flag} out for a wakd "
-                            "checkpoint (it is read from the file), or give the teacher it names")
-    if arch_kwargs is not None and "arch_kwargs" in saved:
-        recorded = saved["arch_kwargs"]
-        if any(recorded.get(k) != v for k, v in arch_kwargs.items()):
-            raise WakdError(f"--teacher-last-layer {arch_kwargs.get('last_layer')}: {path} records backbone options "
-                            f"{recorded}; leave it out for a wakd checkpoint (it is read from the file)")
-        arch_kwargs = None  # a wakd checkpoint's backbone options are its own (input norm included)
-    arch = arch or saved.get("arch")
-    num_clusters = num_clusters or saved.get("num_clusters")
-    if not arch or not num_clusters:
-        raise WakdError(f"--teacher {path}: the checkpoint does not record its architecture; give "
-                        "--teacher-arch and --teacher-num-clusters")
-    kwargs = arch_kwargs if arch_kwargs is not None else saved.get("arch_kwargs", {})
-    model = build_embednet(arch, int(num_clusters), checkpoint=None, **kwargs)
-    report = load_weights(model, path)
-    if report["missing"]:
-        raise WakdError(f"--teacher {path}: the checkpoint lacks {len(report['missing'])} tensor(s) of a {arch} "
-                        f"K={num_clusters} teacher (first: {', '.join(report['missing'][:4])})")
+    model, _ = network_from_checkpoint(path, flag="--teacher", arch=arch, num_clusters=num_clusters,
+                                       arch_kwargs=arch_kwargs, missing=" (train the teacher first: wakd train)")
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    log.info("teacher %s K=%d loaded from %s", arch, num_clusters, path)
+    log.info("teacher loaded from %s (%d-d descriptors)", path, model.out_dim)
     return model
 
 

@@ -27,12 +27,12 @@ from wakd.data.base import PlaceDataset
 from wakd.data.loader import ImageList, decoded_images
 from wakd.data.tuples import MiningSets, best_positive, difficult_positives, hardest, mining_sets, negative_pool
 from wakd.device import autocast, prepare, resolve_device, resolve_precision, to_input
-from wakd.features import calibrate_bn, describe_images, sample_paths
+from wakd.features import calibrate_bn, describe_images
 from wakd.losses import get_loss, region_hardest_negatives, region_soft_loss
 from wakd.models.bn import wants_precise_bn
-from wakd.models.build import build_embednet
+from wakd.models.build import build_embednet, fill_network
 from wakd.models.regions import anchor_region_similarities, region_vlads
-from wakd.models.weights import load_option_checkpoint, load_weights
+from wakd.models.weights import load_option_checkpoint, split_checkpoint
 from wakd.progress import StepProgress
 from wakd.provenance import input_identity, run_info
 from wakd.recall import recall_rows
@@ -199,12 +199,10 @@ def mine_chunk(model: torch.nn.Module, ds: PlaceDataset, queries: np.ndarray, se
 
 
 def calibrate(model: torch.nn.Module, ds: PlaceDataset, cfg: TrainConfig, device: torch.device,
-              seed: tuple[int, ...]) -> None:
-    """Precise BN over ``cfg.precise_bn`` training images (database and queries) drawn with ``seed``."""
-    paths = ds.db_paths + ds.q_paths
-    pick = sample_paths(paths, cfg.precise_bn, int(np.random.default_rng(list(seed)).integers(2**31)))
-    calibrate_bn(model, pick, device, batch_size=cfg.batch_size, workers=cfg.workers,
-                   precision=cfg.precision, size=cfg.size)
+              draw: tuple[int, ...]) -> None:
+    """Precise BN over ``cfg.precise_bn`` training images, the draw ``draw`` of :func:`precise_bn_paths`."""
+    calibrate_bn(model, ds, cfg.precise_bn, cfg.seed, device, draw, batch_size=cfg.batch_size, workers=cfg.workers,
+                 precision=cfg.precision, size=cfg.size)
 
 
 def validate(model: torch.nn.Module, ds: PlaceDataset, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
@@ -373,15 +371,8 @@ def build_model(run: Run) -> None:
 
 def load_init(model: torch.nn.Module, cfg: TrainConfig) -> None:
     """Start from the network of ``--init`` (every tensor of the model must come from it)."""
-    if not os.path.isfile(cfg.init):
-        raise WakdError(f"--init {cfg.init}: no such checkpoint")
-    try:
-        report = load_weights(model, cfg.init)
-    except (WakdError, ValueError, RuntimeError) as exc:
-        raise WakdError(f"--init {cfg.init}: {str(exc).splitlines()[0]}") from None
-    if report["missing"]:
-        raise WakdError(f"--init {cfg.init}: the checkpoint lacks {len(report['missing'])} tensor(s) of a {cfg.arch} "
-                        f"K={cfg.num_clusters} network (first: {', '.join(report['missing'][:4])})")
+    state, config = split_checkpoint(load_option_checkpoint("--init", cfg.init), f"--init {cfg.init}")
+    fill_network(model, state, config, f"--init {cfg.init}", f"a {cfg.arch} K={cfg.num_clusters} network")
     log.info("every generation starts from %s", cfg.init)
 
 
@@ -409,7 +400,7 @@ def set_labels(run: Run, state: dict, objective, calibrated: bool = True) -> Non
     labels = copy.deepcopy(run.model)
     labels.load_state_dict(state)
     if not calibrated and run.precise_bn:
-        calibrate(labels, run.ds, run.cfg, run.device, (run.cfg.seed, run.generation, 1))
+        calibrate(labels, run.ds, run.cfg, run.device, (run.generation, 1))
     labels.eval()
     for p in labels.parameters():
         p.requires_grad_(False)
@@ -433,11 +424,8 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> tuple[torch.opti
 def restore(run: Run, ck: dict, resume: str | os.PathLike) -> None:
     """Continue from an interrupted run's checkpoint: weights, optimiser, scheduler, cache, history."""
     cfg = run.cfg
-    try:
-        run.model.load_state_dict(ck["model"])
-    except RuntimeError as exc:
-        raise WakdError(f"--resume {resume}: its network is not a {cfg.arch} K={cfg.num_clusters} "
-                        f"({str(exc).splitlines()[0]})") from None
+    fill_network(run.model, ck["model"], ck["config"], f"--resume {resume}", f"a {cfg.arch} K={cfg.num_clusters} "
+                 "network", exact=True)
     run.opt.load_state_dict(ck["optimizer"])
     run.sched.load_state_dict(ck["scheduler"])
     run.start, run.best, run.best_epoch = ck["epoch"] + 1, ck["best_metric"], ck["best_epoch"]
@@ -485,7 +473,7 @@ def train_chunk(run: Run, epoch: int, chunk: np.ndarray, c0: int, rng: np.random
     cfg, model, device = run.cfg, run.model, run.device
     t0 = time.perf_counter()
     if run.precise_bn and not run.fresh_bn:
-        calibrate(model, run.ds, cfg, device, (cfg.seed, epoch, c0))
+        calibrate(model, run.ds, cfg, device, (epoch, c0))
     run.fresh_bn = False
     tuples = mine_chunk(model, run.ds, chunk, run.sets, run.hard_negs, cfg, rng, device,
                         rerank=run.generation > 0 and cfg.pos_num > 0)
@@ -558,7 +546,7 @@ def end_epoch(run: Run, epoch: int, means: dict[str, float], n_queries: int, t_c
     if run.rank == 0:
         t0 = time.perf_counter()
         if run.precise_bn:  # also what the checkpoints below hold: statistics of the epoch's final weights
-            calibrate(run.model, run.ds, cfg, run.device, (cfg.seed, epoch, n_queries))
+            calibrate(run.model, run.ds, cfg, run.device, (epoch, n_queries))
             run.fresh_bn = run.world == 1
         rec = validate(run.model, run.val, cfg, run.device)
         t_val = time.perf_counter() - t0
