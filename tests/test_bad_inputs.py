@@ -119,6 +119,15 @@ def files(tmp_path_factory, tiny_city):
     torch.save({"model": {}, "optimizer": {}, "scheduler": {}, "epoch": 0, "hard_negatives": torch.zeros(1),
                 "config": {"arch": "vgg16", "num_clusters": 64, "loss": "triplet"}}, d / "foreign.pth.tar")
     f["foreign_run"] = d / "foreign.pth.tar"
+    from wakd.models.build import build_embednet
+
+    state = build_embednet("resnet18", 8).state_dict()
+    partial = {k: v for k, v in state.items() if k != "pool.centroids"}
+    record = {"arch": "resnet18", "num_clusters": 8, "arch_kwargs": {"last_layer": 3}}
+    torch.save({"model": partial, "config": record}, d / "partial.pth.tar")
+    f["partial"] = d / "partial.pth.tar"
+    torch.save({"model": {**state, "head.weight": torch.zeros(2)}, "config": record}, d / "extra.pth.tar")
+    f["extra"] = d / "extra.pth.tar"
     f["csv"] = recall_csv(d / "good.csv")
     f["csv_text"] = recall_csv(d / "text.csv", r1="high")
     f["csv_other"] = recall_csv(d / "other.csv", r1="0.25")  # the same result key as good.csv, another recall
@@ -227,6 +236,12 @@ CASES = [
     net_case("extract-pca-nan", "extract", ["--pca", "{pca_nan}"], "pca_nan.hdf5"),
     net_case("extract-pca-missing", "extract", ["--pca", "{d}/none.hdf5"], "none.hdf5"),
     net_case("extract-checkpoint-truncated", "extract", ["--checkpoint", "{truncated}"], "truncated.pth.tar"),
+    net_case("extract-checkpoint-arch-contradicts", "extract", ["--checkpoint", "{foreign_run}"],
+             "--arch resnet18: {foreign_run} records a vgg16 K=64 network"),
+    net_case("extract-checkpoint-partial", "extract", ["--checkpoint", "{partial}"],
+             "--checkpoint {partial}: the checkpoint lacks 1 tensor(s) of a resnet18 K=8 network (first: "
+             "pool.centroids)"),
+    net_case("pca-checkpoint-partial", "pca", ["--checkpoint", "{partial}", "--dim", "4"], "lacks 1 tensor(s)"),
     net_case("extract-dtype", "extract", ["--dtype", "float64"], "--dtype"),
     net_case("extract-device", "extract", ["--device", "tpu"], "tpu"),
     net_case("extract-shard-text", "extract", ["--shard", "2of3"], "--shard"),
@@ -244,6 +259,8 @@ CASES = [
      "evil.pth", "{out}"),
     ("index-checkpoint-foreign", ["index", "--checkpoint", "{foreign_run}", "--images", "{city}", "--out", "{out}"],
      "foreign.pth.tar", "{out}"),
+    ("index-checkpoint-extra-tensors", ["index", "--checkpoint", "{extra}", "--images", "{city}", "--out", "{out}"],
+     "extra.pth.tar: holds 1 tensor(s) that a resnet18 K=8 network has no place for (first: head.weight)", "{out}"),
     ("query-index-missing", ["query", "--index", "{d}/none.h5", "{d}/photo.jpg"], "none.h5", None),
     ("query-index-text", ["query", "--index", "{text}", "{d}/photo.jpg"], "text.hdf5", None),
     ("export-checkpoint-truncated", ["export", "--checkpoint", "{truncated}", "--format", "onnx", "--out", "{out}"],

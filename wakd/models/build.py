@@ -91,9 +91,13 @@ OPTION_NAMES = {"--checkpoint": ("--arch", "--num-clusters", "the backbone optio
                 "--teacher": ("--teacher-arch", "--teacher-num-clusters", "--teacher-last-layer")}
 
 
-def _own_options(kwargs: dict) -> dict:
-    """Backbone options without those at their defaults (a checkpoint records only what differs)."""
-    return {k: v for k, v in kwargs.items() if ARCH_DEFAULTS.get(k, object()) != v}
+def _contradicted(given: dict | None, recorded: object) -> dict:
+    """The backbone options ``given`` away from their defaults that a checkpoint records otherwise (an
+    option it does not record was at its default)."""
+    if not given or not isinstance(recorded, dict):
+        return {}
+    return {k: v for k, v in given.items()
+            if v != ARCH_DEFAULTS.get(k, object()) and recorded.get(k, ARCH_DEFAULTS.get(k)) != v}
 
 
 def network_from_checkpoint(path: str | os.PathLike, *, flag: str = "", arch: str | None = None,
@@ -103,9 +107,9 @@ def network_from_checkpoint(path: str | os.PathLike, *, flag: str = "", arch: st
     """The network a checkpoint file holds, every tensor of it from the file (read once).
 
     A wakd checkpoint records its backbone, backbone options and K (``config``): those it records
-    are used, and ``arch`` / ``num_clusters`` / ``arch_kwargs`` given otherwise are refused, named by
-    the options of ``flag`` (:data:`OPTION_NAMES`). A foreign checkpoint (OpenIBL / WAKD layout) needs
-    them given. ``pca``: a whitening HDF5 of ``wakd pca`` appended to the network.
+    are used, and ``arch`` / ``num_clusters`` / ``arch_kwargs`` (those away from their defaults) given
+    otherwise are refused, named by the options of ``flag`` (:data:`OPTION_NAMES`). A foreign checkpoint
+    (OpenIBL / WAKD layout) needs them given. ``pca``: a whitening HDF5 of ``wakd pca`` appended to the network.
 
     Args:
         flag: the option naming the file (``--teacher``, ``--checkpoint``) that prefixes every refusal;
@@ -123,18 +127,15 @@ def network_from_checkpoint(path: str | os.PathLike, *, flag: str = "", arch: st
     saved = raw["config"] if isinstance(raw, dict) and isinstance(raw.get("config"), dict) else {}
     names = OPTION_NAMES.get(flag, ("arch", "num_clusters", "arch_kwargs"))
     noun = "teacher" if flag == "--teacher" else "network"
-    for name, given, recorded in ((names[0], arch, saved.get("arch")),
-                                  (names[1], num_clusters, saved.get("num_clusters"))):
-        if given is not None and recorded is not None and given != recorded:
+    for name, key, given in ((names[0], "arch", arch), (names[1], "num_clusters", num_clusters)):
+        if given is not None and saved.get(key) is not None and given != saved[key]:
             raise WakdError(f"{name} {given}: {path} records a {saved.get('arch')} K={saved.get('num_clusters')} "
-                            f"{noun} ({name.lstrip('-').split('-', 1)[-1]} {recorded}); leave {name} out for a wakd "
-                            f"checkpoint (it is read from the file), or give the {noun} it names")
-    if arch_kwargs is not None and isinstance(saved.get("arch_kwargs"), dict):
-        mine, theirs = _own_options(arch_kwargs), _own_options(saved["arch_kwargs"])
-        if mine != theirs:
-            raise WakdError(f"{names[2]} {mine or 'at their defaults'}: {path} records backbone options "
-                            f"{theirs or 'at their defaults'}; give those it was trained with (a wakd checkpoint "
-                            "records them)")
+                            f"{noun} ({key} {saved[key]}); leave {name} out for a wakd checkpoint (it is read from "
+                            f"the file), or give the {noun} it names")
+    if wrong := _contradicted(arch_kwargs, saved.get("arch_kwargs")):
+        recorded = saved["arch_kwargs"] or "at their defaults"
+        raise WakdError(f"{names[2]} {wrong}: {path} records backbone options {recorded}; leave them out for a wakd "
+                        "checkpoint (they are read from the file)")
     arch, num_clusters = saved.get("arch") or arch, saved.get("num_clusters") or num_clusters
     if not arch or not num_clusters:
         raise WakdError(unrecorded or f"{what}: the checkpoint does not record its architecture; give {names[0]} "
