@@ -13,11 +13,13 @@ and flags, versions, commit, date) to ``OUT/machine-<date>.json``.
 ``OUT/demo/<NAME>.csv.info.json``: the test split per condition, with ``hub_share``. (``OUT/demo/histories/``
 holds the demo runs' ``history.csv`` files, validation R@1 per condition each epoch, copied by hand.)
 
-``report`` recomputes, into ``OUT/recipes.csv`` and ``OUT/demo.csv``, and prints as Markdown:
+``report`` recomputes, into ``OUT/recipes.csv``, ``OUT/demo.csv`` and ``OUT/demo_validation.csv``, and prints
+as Markdown:
 
 * per recipe run, the validation epoch that selects ``model_best`` (highest R@5, the first on ties), its
   R@1 / R@5 over all queries and its R@1 per condition: what the demo recipe is chosen on;
-* per demo table, the test split's R@1 per condition and ``hub_share`` of each model.
+* per demo table, the test split's R@1 per condition and ``hub_share`` of each model;
+* per demo run's history, the validation epoch that selects ``model_best`` and its R@5 / R@1.
 
 With ``--write`` it also replaces the parts of BENCHMARKS.md between ``<!-- conditions:NAME -->`` and
 ``<!-- /conditions:NAME -->``.
@@ -150,6 +152,26 @@ def replace_marked(path: Path, name: str, text: str) -> None:
     path.write_text(pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), src))
 
 
+def history_rows(out: Path) -> pd.DataFrame:
+    """Per demo run's ``history.csv`` (``demo/histories/<table>_<model>_history.csv``): the validation epoch
+    that selects ``model_best`` (highest R@5, the first on ties) and its R@5 / R@1."""
+    rows = []
+    for f in sorted((out / "demo/histories").glob("*_history.csv")):
+        hist = pd.read_csv(f)
+        best = hist.loc[hist["R@5"].idxmax()]
+        table, model = re.match(r"(.+?_city\d+)_(.+)_history", f.stem).groups()
+        rows.append({"table": table, "model": model, "best_epoch": int(best["epoch"]), "epochs": len(hist),
+                     "val_R@5": best["R@5"], "val_R@1": best["R@1"]})
+    return pd.DataFrame(rows)
+
+
+def histories_markdown(t: pd.DataFrame) -> str:
+    lines = ["| table | model | model_best epoch (of) | validation R@5 | validation R@1 |", "|---|---|---|---|---|"]
+    lines += [f"| {r.table} | {r.model} | {r.best_epoch} ({r.epochs}) | {100 * r['val_R@5']:.1f} | "
+              f"{100 * r['val_R@1']:.1f} |" for _, r in t.iterrows()]
+    return "\n".join(lines)
+
+
 def report(out: Path, write: bool) -> None:
     parts = {}
     if (out / "recipes").is_dir():
@@ -160,6 +182,10 @@ def report(out: Path, write: bool) -> None:
         t = demo_rows(out)
         t.to_csv(out / "demo.csv", index=False, float_format="%.4f")
         parts["demo"] = demo_markdown(t)
+    if (out / "demo/histories").is_dir():
+        t = history_rows(out)
+        t.to_csv(out / "demo_validation.csv", index=False, float_format="%.4f")
+        parts["demo-validation"] = histories_markdown(t)
     for name, text in parts.items():
         print(text + "\n")
         if write:

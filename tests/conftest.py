@@ -120,6 +120,26 @@ def slurm_cluster_possible() -> bool:
     return sys.platform == "linux" and os.geteuid() == 0 and bool(shutil.which("apt-get"))
 
 
+def pytest_collection_modifyitems(config, items):
+    """The SLURM test runs last: it waits for the pipeline :func:`slurm_pipeline` started with the session."""
+    slurm = [item for item in items if item.get_closest_marker("slurm")]
+    items[:] = [item for item in items if not item.get_closest_marker("slurm")] + slurm
+
+
+@pytest.fixture(scope="session", autouse=True)
+def slurm_pipeline(request, tmp_path_factory):
+    """The tiny pipeline on a one-node SLURM cluster (tests/slurm_pipeline.py), started in the background
+    when the session begins if a SLURM test is selected and the cluster can be brought up here; else None."""
+    if not any(item.get_closest_marker("slurm") for item in request.session.items) or not slurm_cluster_possible():
+        yield None
+        return
+    from slurm_pipeline import SlurmPipeline
+
+    run = SlurmPipeline(tmp_path_factory.mktemp("slurm-run"))
+    yield run
+    run.stop()
+
+
 def tiny_workflow_config() -> dict:
     """The tiny pipeline's config, ``.test/config/config.yaml``, as a fresh dict the caller may change."""
     import yaml

@@ -9,6 +9,7 @@ mkdir -p $wt/resources/synthetic
 cp -r /work/main/resources/synthetic/demo-seed$city $wt/resources/synthetic/
 printf 'synthetic:\n  seed: %s\n' $city > $wt/city.yaml
 cd $wt
+export PYTHONPATH=$wt
 start=$(date +%s)
 snakemake --cores 1 --configfile city.yaml > /work/runs/aug/demo_c$city.log 2>&1
 echo "demo city $city done in $(( $(date +%s) - start )) s" >> /work/runs/aug/status
