@@ -3,9 +3,8 @@
 Most of that run's ~6 minutes are spent waiting: for its one-CPU jobs, and for the executor plugin's
 status polls (snakemake-executor-plugin-slurm adds 10 s to the interval after every poll that finds no
 job finished, up to 180 s; not configurable). So when tests/test_slurm.py is selected, conftest starts
-this run with the session (:class:`SlurmPipeline`, a thread) at the lowest CPU priority (its daemons,
-jobs and Snakemake under ``nice -n 19``), the other tests use the CPU first, and the SLURM test, ordered
-last, waits for it and checks everything it did. Nothing is left out of
+this run with the session (:class:`SlurmPipeline`, a thread), the other tests use the CPU meanwhile,
+and the SLURM test, ordered last, waits for it and checks everything it did. Nothing is left out of
 the run or its checks; only its waiting overlaps the rest of the suite.
 """
 
@@ -28,9 +27,6 @@ from conftest import REPO, tiny_workflow_config, workflow_copy
 
 SCRIPTS = REPO / "tests/slurm"
 GPU_RULES = {"train_teacher", "distill_student", "extract_shard", "pca"}
-# the cluster's daemons (and so its jobs), Snakemake and the reference runs yield the CPU to the other tests:
-# the run has the whole session to finish, the other tests do not wait for it
-NICE = ["nice", "-n", "19"]
 
 
 def write_profile(dest: Path) -> Path:
@@ -93,7 +89,7 @@ class SlurmPipeline:
     def _run(self) -> None:
         try:
             t0 = time.time()
-            self.up = subprocess.run([*NICE, "bash", str(SCRIPTS / "slurm-up.sh")], env=self.env, capture_output=True,
+            self.up = subprocess.run(["bash", str(SCRIPTS / "slurm-up.sh")], env=self.env, capture_output=True,
                                      text=True, timeout=900)
             self.seconds["cluster_up"] = time.time() - t0
             if self.up.returncode != 0 or self._stopping:
@@ -115,8 +111,8 @@ class SlurmPipeline:
         cmd = [sys.executable, "-m", "snakemake", "--profile", "slurm", "--configfile", "config/tiny.yaml"]
         t0 = time.time()
         with self.log.open("w") as out:
-            self.proc = subprocess.Popen([*NICE, *cmd], cwd=self.repo, env=self.env, stdout=out,
-                                         stderr=subprocess.STDOUT, text=True)
+            self.proc = subprocess.Popen(cmd, cwd=self.repo, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                         text=True)
             try:
                 self.killed = cancel_teacher_mid_epoch(self.repo, self.proc, self.env)
             finally:
@@ -131,11 +127,11 @@ class SlurmPipeline:
         swap = {"--log-file": str(self.work / "ref.log"), "--out-dir": str(self.work / "ref"),
                 "--state-dir": str(self.work / "ref-state")}
         args = [swap.get(flag, a) for flag, a in zip(["", *args], args)]
-        self.teacher_ref = subprocess.run([*NICE, sys.executable, "-m", "wakd", *args], cwd=self.repo, env=one_thread,
+        self.teacher_ref = subprocess.run([sys.executable, "-m", "wakd", *args], cwd=self.repo, env=one_thread,
                                           capture_output=True, text=True)
         args = _job_command(text, " extract ", "teacher_synthetic_test.1-of-2")
         args = args[:args.index("--shard")] + ["--out", str(self.work / "whole.hdf5")]
-        self.extract_ref = subprocess.run([*NICE, sys.executable, "-m", "wakd", *args], cwd=self.repo, env=one_thread,
+        self.extract_ref = subprocess.run([sys.executable, "-m", "wakd", *args], cwd=self.repo, env=one_thread,
                                           capture_output=True, text=True)
 
     def wait(self, timeout: float = 3600) -> SlurmPipeline:
