@@ -159,7 +159,7 @@ def history_rows(out: Path) -> pd.DataFrame:
     for f in sorted((out / "demo/histories").glob("*_history.csv")):
         hist = pd.read_csv(f)
         best = hist.loc[hist["R@5"].idxmax()]
-        table, model = re.match(r"(.+?_city\d+)_(.+)_history", f.stem).groups()
+        table, model = re.match(r"(.+?_city\d+(?:_seed\d+)?)_(.+)_history", f.stem).groups()
         rows.append({"table": table, "model": model, "best_epoch": int(best["epoch"]), "epochs": len(hist),
                      "val_R@5": best["R@5"], "val_R@1": best["R@1"]})
     return pd.DataFrame(rows)
