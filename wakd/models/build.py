@@ -70,6 +70,12 @@ def build_embednet(arch: str, num_clusters: int = 64, clusters: str | os.PathLik
         load_weights(backbone, weights)
     else:
         log.warning("%s: no weights file given, the backbone starts from random initialisation", arch)
+    return _embednet(backbone, arch, num_clusters, clusters, pca)
+
+
+def _embednet(backbone, arch: str, num_clusters: int, clusters: str | os.PathLike | None = None,
+              pca: str | os.PathLike | None = None) -> EmbedNet:
+    """``backbone`` + NetVLAD (K ``num_clusters``, initialised from ``clusters`` if given) + PCA from ``pca``."""
     pool = NetVLAD(num_clusters, backbone.out_channels)
     if clusters is not None:
         centroids, descriptors = read_clusters(clusters)
@@ -146,13 +152,7 @@ def network_from_checkpoint(path: str | os.PathLike, *, flag: str = "", arch: st
         backbone = create_model(arch, **kwargs)
     except (KeyError, TypeError, ValueError) as exc:
         raise WakdError(f"{what}: names backbone {arch!r} with {kwargs}, which wakd cannot build ({exc})") from None
-    pool = NetVLAD(int(num_clusters), backbone.out_channels)
-    pca_layer = None
-    if pca is not None:
-        from wakd.models.pca import load_pca_layer
-
-        pca_layer = load_pca_layer(pca, expected_dim=pool.out_dim)
-    net = EmbedNet(backbone, pool, pca_layer)
+    net = _embednet(backbone, arch, int(num_clusters), pca=pca)
     fill_network(net, state, config, what, f"a {arch} K={num_clusters} network", exact=exact,
                  from_elsewhere=("pca.",) if pca is not None else ())
     return net, raw if isinstance(raw, dict) else {}
