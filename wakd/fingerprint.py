@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import hashlib
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from wakd.data import LOADERS
@@ -45,22 +46,31 @@ def _module_file(name: str, package_dir: Path) -> Path | None:
 def _imported(path: Path, package_dir: Path) -> set[str]:
     """Names of the ``wakd`` modules (and packages) that ``path`` imports anywhere in its body."""
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level > 0:
-            raise WakdError(f"{path}: relative import at line {node.lineno}; wakd modules import absolutely, so "
-                            "that code fingerprints can follow them")
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-            # "from wakd.models import attention" imports a submodule
-            names.update(f"{node.module}.{a.name}" for a in node.names
-                         if _module_file(f"{node.module}.{a.name}", package_dir))
+    for module, members in _imports(str(path), path.read_text()):
+        names.add(module)
+        # "from wakd.models import attention" imports a submodule
+        names.update(f"{module}.{m}" for m in members if _module_file(f"{module}.{m}", package_dir))
     closure = set()
     for name in names:
         parts = name.split(".")
         closure.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))  # parent packages run too
     return {n for n in closure if n.startswith("wakd") and n != "wakd.cli" and _module_file(n, package_dir)}
+
+
+@cache
+def _imports(filename: str, source: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``(module, names)`` of every absolute import in the source: ``names`` empty for ``import module``.
+    Cached on the text (a Snakefile asks for ~30 fingerprints that share most modules)."""
+    found = []
+    for node in ast.walk(ast.parse(source, filename=filename)):
+        if isinstance(node, ast.Import):
+            found.extend((a.name, ()) for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level > 0:
+            raise WakdError(f"{filename}: relative import at line {node.lineno}; wakd modules import absolutely, so "
+                            "that code fingerprints can follow them")
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.append((node.module, tuple(a.name for a in node.names)))
+    return tuple(found)
 
 
 def stage_modules(stage: str, package_dir: str | Path = PACKAGE_DIR, datasets: tuple[str, ...] = ()) -> list[Path]:
@@ -86,7 +96,13 @@ def stage_modules(stage: str, package_dir: str | Path = PACKAGE_DIR, datasets: t
 
 def _code(path: Path) -> bytes:
     """The module's syntax tree without docstrings (comments are not in the tree)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+    return _code_of(str(path), path.read_text())
+
+
+@cache
+def _code_of(filename: str, source: str) -> bytes:
+    # cached on the text, as _imports is
+    tree = ast.parse(source, filename=filename)
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if (isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and body
