@@ -19,7 +19,10 @@ as Markdown:
 * per recipe run, the validation epoch that selects ``model_best`` (highest R@5, the first on ties), its
   R@1 / R@5 over all queries and its R@1 per condition: what the demo recipe is chosen on;
 * per demo table, the test split's R@1 per condition and ``hub_share`` of each model;
-* per demo run's history, the validation epoch that selects ``model_best`` and its R@5 / R@1.
+* per demo run's history, the validation epoch that selects ``model_best`` and its R@5 / R@1;
+* per pair of demo runs in :data:`PAIRS` (the same city and seed, before and after a change), the
+  differences after − before of each trained model's validation R@5 and test R@1, and per change their
+  mean over the pairs with a 95 % t interval (``OUT/demo_pairs.csv``).
 
 With ``--write`` it also replaces the parts of BENCHMARKS.md between ``<!-- conditions:NAME -->`` and
 ``<!-- /conditions:NAME -->``.
@@ -43,6 +46,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_model_and_flags  # noqa: E402
 
 CONDITIONS = ("day", "sunset", "night")
+# (change, city, seed, before table, after table): demo runs that differ in that change only
+PAIRS = (
+    ("one precise-BN choice (1b1144e)", 0, 0, "after_city0", "bnchoice_city0"),
+    ("one precise-BN choice (1b1144e)", 0, 1, "before_bnchoice_city0_seed1", "bnchoice_city0_seed1"),
+    ("one precise-BN choice (1b1144e)", 0, 2, "before_bnchoice_city0_seed2", "bnchoice_city0_seed2"),
+    ("one precise-BN choice (1b1144e)", 0, 3, "before_bnchoice_city0_seed3", "bnchoice_city0_seed3"),
+    ("one precise-BN choice (1b1144e)", 1, 0, "after_city1", "bnchoice_city1"),
+)
+TRAINED = ("teacher", "student_kd", "student_nokd")
 RECIPE_OPTIONS = ("root", "seed", "epochs", "queries_per_epoch", "jitter", "relight", "query_balance", "lr",
                   "num_clusters")
 
@@ -172,6 +184,52 @@ def histories_markdown(t: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def pair_rows(out: Path) -> pd.DataFrame:
+    """Per pair of :data:`PAIRS` whose files are all there, per trained model: after − before of the
+    validation R@5 (the selection metric, from the histories) and of the test R@1 over all queries."""
+    val = history_rows(out).set_index(["table", "model"])
+    test = demo_rows(out)
+    test = test.assign(model=test["model"].str.split("-").str[0]).set_index(["table", "model"])
+    rows = []
+    for change, city, seed, before, after in PAIRS:
+        for model in TRAINED:
+            keys = [(before, model), (after, model)]
+            if not all(k in val.index and k in test.index for k in keys):
+                continue
+            rows.append({"change": change, "city": city, "seed": seed, "model": model,
+                         "val_R@5_before": val.loc[keys[0], "val_R@5"], "val_R@5_after": val.loc[keys[1], "val_R@5"],
+                         "test_R@1_before": test.loc[keys[0], "all_R@1"],
+                         "test_R@1_after": test.loc[keys[1], "all_R@1"]})
+    t = pd.DataFrame(rows)
+    if len(t):
+        t["val_R@5_diff"] = t["val_R@5_after"] - t["val_R@5_before"]
+        t["test_R@1_diff"] = t["test_R@1_after"] - t["test_R@1_before"]
+    return t
+
+
+def _mean_ci(x: pd.Series) -> str:
+    """Mean ± half-width of the 95 % t interval, in points (needs two values)."""
+    from scipy import stats
+
+    x = 100 * x.to_numpy()
+    if len(x) < 2:
+        return f"{x.mean():+.1f} (one pair)"
+    half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / len(x) ** 0.5
+    return f"{x.mean():+.1f} [{x.mean() - half:+.1f}, {x.mean() + half:+.1f}]"
+
+
+def pairs_markdown(t: pd.DataFrame) -> str:
+    lines = ["| change | city | seeds | model | validation R@5, after − before | mean [95 % CI] "
+             "| test R@1, after − before | mean [95 % CI] |", "|" + "---|" * 8]
+    for (change, city, model), part in t.groupby(["change", "city", "model"], sort=False):
+        each = " / ".join(f"{100 * v:+.1f}" for v in part["val_R@5_diff"])
+        each_test = " / ".join(f"{100 * v:+.1f}" for v in part["test_R@1_diff"])
+        seeds = ", ".join(str(s) for s in part["seed"])
+        lines.append(f"| {change} | {city} | {seeds} | {model} | {each} | {_mean_ci(part['val_R@5_diff'])} | "
+                     f"{each_test} | {_mean_ci(part['test_R@1_diff'])} |")
+    return "\n".join(lines)
+
+
 def report(out: Path, write: bool) -> None:
     parts = {}
     if (out / "recipes").is_dir():
@@ -186,6 +244,9 @@ def report(out: Path, write: bool) -> None:
         t = history_rows(out)
         t.to_csv(out / "demo_validation.csv", index=False, float_format="%.4f")
         parts["demo-validation"] = histories_markdown(t)
+        t = pair_rows(out)
+        t.to_csv(out / "demo_pairs.csv", index=False, float_format="%.4f")
+        parts["demo-pairs"] = pairs_markdown(t)
     for name, text in parts.items():
         print(text + "\n")
         if write:
