@@ -208,7 +208,7 @@ def pair_rows(out: Path) -> pd.DataFrame:
 
 
 def _mean_ci(x: pd.Series) -> str:
-    """Mean ± half-width of the 95 % t interval, in points (needs two values)."""
+    """Mean and 95 % t interval ``mean [low, high]``, in points (one value: the mean alone)."""
     from scipy import stats
 
     x = 100 * x.to_numpy()
