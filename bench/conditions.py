@@ -184,11 +184,11 @@ def histories_markdown(t: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def pair_rows(out: Path) -> pd.DataFrame:
-    """Per pair of :data:`PAIRS` whose files are all there, per trained model: after − before of the
-    validation R@5 (the selection metric, from the histories) and of the test R@1 over all queries."""
-    val = history_rows(out).set_index(["table", "model"])
-    test = demo_rows(out)
+def pair_rows(val: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
+    """Per pair of :data:`PAIRS` whose runs are all in ``val`` (:func:`history_rows`) and ``test``
+    (:func:`demo_rows`), per trained model: after − before of the validation R@5 (the selection metric)
+    and of the test R@1 over all queries."""
+    val = val.set_index(["table", "model"])
     test = test.assign(model=test["model"].str.split("-").str[0]).set_index(["table", "model"])
     rows = []
     for change, city, seed, before, after in PAIRS:
@@ -237,14 +237,14 @@ def report(out: Path, write: bool) -> None:
         t.to_csv(out / "recipes.csv", index=False, float_format="%.4f")
         parts["recipes"] = recipes_markdown(t)
     if (out / "demo").is_dir():
-        t = demo_rows(out)
-        t.to_csv(out / "demo.csv", index=False, float_format="%.4f")
-        parts["demo"] = demo_markdown(t)
+        test = demo_rows(out)
+        test.to_csv(out / "demo.csv", index=False, float_format="%.4f")
+        parts["demo"] = demo_markdown(test)
     if (out / "demo/histories").is_dir():
-        t = history_rows(out)
-        t.to_csv(out / "demo_validation.csv", index=False, float_format="%.4f")
-        parts["demo-validation"] = histories_markdown(t)
-        t = pair_rows(out)
+        val = history_rows(out)
+        val.to_csv(out / "demo_validation.csv", index=False, float_format="%.4f")
+        parts["demo-validation"] = histories_markdown(val)
+        t = pair_rows(val, test)
         t.to_csv(out / "demo_pairs.csv", index=False, float_format="%.4f")
         parts["demo-pairs"] = pairs_markdown(t)
     for name, text in parts.items():
